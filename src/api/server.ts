@@ -1,0 +1,173 @@
+// The HTTP server: one route table (repository names contain slashes, so routes match on
+// the path's suffix), the access log, and graceful shutdown.
+import { randomBytes } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { RegistryError } from '../errors/codes.js';
+import type { Registry } from '../registry/registry.js';
+import type { ApiOptions, Ctx } from './context.js';
+import { writeError } from './errors.js';
+import { deleteBlob, getBlob } from './handlers/blobs.js';
+import { catalog, listReferrers, listTags, versionCheck } from './handlers/listings.js';
+import { deleteManifest, getManifest, putManifest } from './handlers/manifests.js';
+import { cancelUpload, completeUpload, patchUpload, startUpload, uploadStatus } from './handlers/uploads.js';
+
+type Handler = (ctx: Ctx) => Promise<void>;
+
+interface Route {
+  pattern: RegExp;
+  /** Names of the pattern's capture groups, in order. */
+  params: string[];
+  methods: Record<string, Handler>;
+}
+
+const NAME = '(.+)';
+const SEG = '([^/]+)';
+
+// Order matters: the upload routes come before the blob route they would otherwise match.
+const ROUTES: Route[] = [
+  { pattern: /^\/v2\/?$/, params: [], methods: { GET: versionCheck, HEAD: versionCheck } },
+  { pattern: /^\/v2\/_catalog$/, params: [], methods: { GET: catalog, HEAD: catalog } },
+  { pattern: new RegExp(`^/v2/${NAME}/tags/list$`), params: ['name'], methods: { GET: listTags, HEAD: listTags } },
+  {
+    pattern: new RegExp(`^/v2/${NAME}/manifests/${SEG}$`),
+    params: ['name', 'ref'],
+    methods: { GET: getManifest, HEAD: getManifest, PUT: putManifest, DELETE: deleteManifest },
+  },
+  { pattern: new RegExp(`^/v2/${NAME}/blobs/uploads/?$`), params: ['name'], methods: { POST: startUpload } },
+  {
+    pattern: new RegExp(`^/v2/${NAME}/blobs/uploads/${SEG}$`),
+    params: ['name', 'uuid'],
+    methods: { GET: uploadStatus, HEAD: uploadStatus, PATCH: patchUpload, PUT: completeUpload, DELETE: cancelUpload },
+  },
+  { pattern: new RegExp(`^/v2/${NAME}/blobs/${SEG}$`), params: ['name', 'digest'], methods: { GET: getBlob, HEAD: getBlob, DELETE: deleteBlob } },
+  { pattern: new RegExp(`^/v2/${NAME}/referrers/${SEG}$`), params: ['name', 'digest'], methods: { GET: listReferrers, HEAD: listReferrers } },
+];
+
+export function matchRoute(method: string, path: string): { handler: Handler; params: Record<string, string> } {
+  for (const route of ROUTES) {
+    const m = route.pattern.exec(path);
+    if (!m) continue;
+    const params: Record<string, string> = {};
+    route.params.forEach((p, i) => (params[p] = m[i + 1]!));
+    const handler = route.methods[method];
+    if (!handler) {
+      throw new RegistryError('UNSUPPORTED', { method, allowed: Object.keys(route.methods) }, {
+        message: `method ${method} is not allowed here`,
+        headers: { Allow: Object.keys(route.methods).join(', ') },
+      });
+    }
+    return { handler, params };
+  }
+  throw new RegistryError('NOT_FOUND', { path });
+}
+
+const BASE_HEADERS = { 'Docker-Distribution-API-Version': 'registry/2.0' };
+
+export interface RegistryServer {
+  server: http.Server;
+  /** Stops accepting, lets in-flight requests finish (up to the drain timeout), then closes. */
+  shutdown(drainTimeoutMs: number): Promise<void>;
+}
+
+export function createRegistryServer(registry: Registry, options: ApiOptions, log: Logger): RegistryServer {
+  let inflight = 0;
+  let idle: (() => void) | null = null;
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const started = process.hrtime.bigint();
+    const incomingId = req.headers['x-request-id'];
+    const requestId = typeof incomingId === 'string' && /^[\w.-]{1,128}$/.test(incomingId) ? incomingId : randomBytes(8).toString('hex');
+    const rawUrl = req.url ?? '/';
+    const q = rawUrl.indexOf('?');
+    const ctx: Ctx = {
+      req,
+      res,
+      path: q < 0 ? rawUrl : rawUrl.slice(0, q),
+      query: new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1)),
+      params: {},
+      registry,
+      options,
+      log,
+      requestId,
+    };
+    res.setHeader('X-Request-Id', requestId);
+    for (const [k, v] of Object.entries(BASE_HEADERS)) res.setHeader(k, v);
+    for (const [k, v] of Object.entries(options.headers)) res.setHeader(k, v);
+
+    inflight++;
+    res.once('close', () => {
+      inflight--;
+      if (options.accessLog) {
+        log.info(
+          {
+            requestId,
+            method: req.method,
+            path: ctx.path,
+            status: res.statusCode,
+            bytes: Number(res.getHeader('content-length') ?? 0),
+            durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+            remote: req.socket.remoteAddress,
+            userAgent: req.headers['user-agent'],
+            ...(res.writableFinished ? {} : { aborted: true }),
+          },
+          'request',
+        );
+      }
+      if (inflight === 0 && idle) idle();
+    });
+
+    try {
+      const { handler, params } = matchRoute(req.method ?? 'GET', ctx.path);
+      ctx.params = params;
+      await handler(ctx);
+    } catch (err) {
+      if (req.destroyed && !res.headersSent) {
+        // The client went away mid-request (e.g. an interrupted upload): nothing to answer.
+        res.destroy();
+        return;
+      }
+      writeError(ctx, err);
+    }
+  };
+
+  const server = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, (req, res) => {
+    void handle(req, res);
+  });
+
+  // A malformed request (bad framing, or a TLS ClientHello on this plain-HTTP port) gets a
+  // quick 400 and the connection is closed, so TLS-first clients fall back to HTTP at once.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable || (err.code === 'ECONNRESET')) {
+      socket.destroy();
+      return;
+    }
+    const lengthProblem = err.code === 'HPE_INVALID_CONTENT_LENGTH' || err.code === 'HPE_UNEXPECTED_CONTENT_LENGTH';
+    const body = JSON.stringify({
+      errors: [
+        lengthProblem
+          ? { code: 'SIZE_INVALID', message: 'invalid Content-Length', detail: null }
+          : { code: 'BLOB_UPLOAD_INVALID', message: 'malformed HTTP request', detail: { reason: err.code ?? 'unknown' } },
+      ],
+    });
+    socket.end(
+      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
+
+  const shutdown = async (drainTimeoutMs: number): Promise<void> => {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    if (inflight > 0) {
+      await Promise.race([
+        new Promise<void>((resolve) => (idle = resolve)),
+        new Promise<void>((resolve) => setTimeout(resolve, drainTimeoutMs).unref()),
+      ]);
+    }
+    server.closeAllConnections();
+    await closed;
+  };
+
+  return { server, shutdown };
+}

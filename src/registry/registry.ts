@@ -1,0 +1,95 @@
+// The registry's services, built on one storage driver: Registry (the namespace) hands out
+// Repository objects that group a repository's blob, upload, manifest, tag and referrer stores.
+import { type Digest } from '../oci/digest.js';
+import { checkName } from '../oci/names.js';
+import type { BaseDriver } from '../storage/base.js';
+import { isPathNotFound } from '../storage/driver.js';
+import { GlobalBlobStore, LinkedBlobStore, type BlobDescriptor } from './blobs.js';
+import { listRepositories, walkRepositories } from './catalog.js';
+import { ManifestStore } from './manifests.js';
+import { paths } from './paths.js';
+import { ReferrersIndex } from './referrers.js';
+import { TagStore } from './tags.js';
+import { UploadStore } from './uploads.js';
+
+export interface RegistryOptions {
+  deleteEnabled: boolean;
+  readOnly: boolean;
+  redirectDisabled: boolean;
+}
+
+export class Repository {
+  readonly blobs: LinkedBlobStore;
+  readonly tags: TagStore;
+  readonly referrers: ReferrersIndex;
+  readonly manifests: ManifestStore;
+
+  constructor(
+    readonly registry: Registry,
+    readonly name: string,
+  ) {
+    const driver = registry.driver;
+    this.blobs = new LinkedBlobStore(driver, registry.blobs, name);
+    this.tags = new TagStore(driver, name);
+    this.referrers = new ReferrersIndex(driver, name);
+    this.manifests = new ManifestStore(driver, registry.blobs, this.blobs, this.tags, this.referrers, name);
+  }
+
+  /** Whether anything of this repository is in storage. */
+  async exists(): Promise<boolean> {
+    try {
+      return (await this.registry.driver.stat(paths.repo(this.name))).isDir;
+    } catch (err) {
+      if (isPathNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Links a blob that exists elsewhere into this repository: from `from` when given (the
+   * blob must be linked there), else from anywhere in the registry. Null when not mountable.
+   */
+  async mount(digest: Digest, from?: string): Promise<BlobDescriptor | null> {
+    let size: number | null;
+    if (from !== undefined) {
+      const source = this.registry.repository(from);
+      size = (await source.blobs.exists(digest)) ? await this.registry.blobs.size(digest) : null;
+    } else {
+      size = await this.registry.blobs.size(digest);
+    }
+    if (size === null) return null;
+    await this.blobs.link(digest);
+    return { digest, size };
+  }
+}
+
+export class Registry {
+  readonly blobs: GlobalBlobStore;
+  readonly uploads: UploadStore;
+
+  constructor(
+    readonly driver: BaseDriver,
+    readonly options: RegistryOptions,
+  ) {
+    this.blobs = new GlobalBlobStore(driver);
+    this.uploads = new UploadStore(driver, this.blobs);
+  }
+
+  /** A repository handle; validates the name (NAME_INVALID). */
+  repository(name: string): Repository {
+    return new Repository(this, checkName(name));
+  }
+
+  catalog(): Promise<string[]> {
+    return listRepositories(this.driver);
+  }
+
+  /** Removes upload sessions older than `ageMs` in every repository. */
+  async purgeUploads(ageMs: number, dryRun: boolean): Promise<{ repo: string; uuid: string }[]> {
+    const removed: { repo: string; uuid: string }[] = [];
+    await walkRepositories(this.driver, async (repo) => {
+      for (const uuid of await this.uploads.purge(repo, ageMs, dryRun)) removed.push({ repo, uuid });
+    }, '_uploads');
+    return removed;
+  }
+}

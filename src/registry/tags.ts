@@ -1,0 +1,56 @@
+// Tags: `_manifests/tags/<tag>/current/link` names the manifest a tag points at, and
+// `_manifests/tags/<tag>/index/<alg>/<hex>/link` records every manifest it has pointed at
+// (Distribution's layout; its garbage collector reads both).
+import { RegistryError } from '../errors/codes.js';
+import { tryParseDigest, type Digest } from '../oci/digest.js';
+import type { BaseDriver } from '../storage/base.js';
+import { isPathNotFound } from '../storage/driver.js';
+import { readLink } from './blobs.js';
+import { paths } from './paths.js';
+
+export class TagStore {
+  constructor(
+    private readonly driver: BaseDriver,
+    readonly repo: string,
+  ) {}
+
+  /** The digest a tag points at, or null when the tag does not exist. */
+  async resolve(tag: string): Promise<Digest | null> {
+    const link = await readLink(this.driver, paths.tagCurrentLink(this.repo, tag));
+    return link === null ? null : tryParseDigest(link);
+  }
+
+  async tag(tag: string, digest: Digest): Promise<void> {
+    await this.driver.putContent(paths.tagIndexLink(this.repo, tag, digest), digest.value);
+    await this.driver.putContent(paths.tagCurrentLink(this.repo, tag), digest.value);
+  }
+
+  async untag(tag: string): Promise<void> {
+    try {
+      await this.driver.delete(paths.tagDir(this.repo, tag));
+    } catch (err) {
+      if (isPathNotFound(err)) throw new RegistryError('MANIFEST_UNKNOWN', { tag }, { message: `tag ${tag} is unknown` });
+      throw err;
+    }
+  }
+
+  /** All tags, sorted lexically (byte order). */
+  async all(): Promise<string[]> {
+    try {
+      const dirs = await this.driver.listAll(paths.tags(this.repo));
+      return dirs.map((d) => d.slice(d.lastIndexOf('/') + 1));
+    } catch (err) {
+      if (isPathNotFound(err)) return [];
+      throw err;
+    }
+  }
+
+  /** Tags whose current link points at `digest`. */
+  async pointingAt(digest: Digest): Promise<string[]> {
+    const out: string[] = [];
+    for (const tag of await this.all()) {
+      if ((await this.resolve(tag))?.value === digest.value) out.push(tag);
+    }
+    return out;
+  }
+}

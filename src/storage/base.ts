@@ -1,0 +1,116 @@
+// The one wrapper every driver is used through: it validates paths before a driver sees them,
+// normalises listing/pagination arguments, and counts operations for metrics. Behaviour that
+// all drivers share lives here, not in the drivers.
+import type { Readable } from 'node:stream';
+import {
+  InvalidOffsetError,
+  InvalidPathError,
+  type FileInfo,
+  type FileWriter,
+  type ListPage,
+  type OpOptions,
+  type StorageDriver,
+  type WalkControl,
+} from './driver.js';
+
+const PATH_RE = /^(\/[A-Za-z0-9._:@-]+)+$/;
+
+export function isValidPath(path: string, allowRoot = false): boolean {
+  if (allowRoot && path === '/') return true;
+  if (!PATH_RE.test(path)) return false;
+  return !path.split('/').some((s) => s === '.' || s === '..');
+}
+
+export interface StorageMetrics {
+  ops: Map<string, number>;
+  errors: Map<string, number>;
+}
+
+export class BaseDriver implements StorageDriver {
+  readonly metrics: StorageMetrics = { ops: new Map(), errors: new Map() };
+
+  constructor(readonly inner: StorageDriver) {}
+
+  get name(): string {
+    return this.inner.name;
+  }
+
+  private check(path: string, allowRoot = false): void {
+    if (typeof path !== 'string' || !isValidPath(path, allowRoot)) throw new InvalidPathError(path, this.inner.name);
+  }
+
+  private async count<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    this.metrics.ops.set(op, (this.metrics.ops.get(op) ?? 0) + 1);
+    try {
+      return await fn();
+    } catch (err) {
+      this.metrics.errors.set(op, (this.metrics.errors.get(op) ?? 0) + 1);
+      throw err;
+    }
+  }
+
+  getContent(path: string, opts?: OpOptions): Promise<Buffer> {
+    this.check(path);
+    return this.count('getContent', () => this.inner.getContent(path, opts));
+  }
+
+  putContent(path: string, content: Buffer | string, opts?: OpOptions): Promise<void> {
+    this.check(path);
+    return this.count('putContent', () => this.inner.putContent(path, content, opts));
+  }
+
+  reader(path: string, offset = 0, opts?: OpOptions): Promise<Readable> {
+    this.check(path);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(path, this.inner.name, offset);
+    return this.count('reader', () => this.inner.reader(path, offset, opts));
+  }
+
+  writer(path: string, options: { append: boolean }, opts?: OpOptions): Promise<FileWriter> {
+    this.check(path);
+    return this.count('writer', () => this.inner.writer(path, options, opts));
+  }
+
+  stat(path: string, opts?: OpOptions): Promise<FileInfo> {
+    this.check(path, true);
+    return this.count('stat', () => this.inner.stat(path, opts));
+  }
+
+  list(path: string, page: { limit?: number; after?: string } = {}, opts?: OpOptions): Promise<ListPage> {
+    this.check(path, true);
+    const limit = page.limit !== undefined && page.limit > 0 ? Math.floor(page.limit) : undefined;
+    return this.count('list', () => this.inner.list(path, { limit, after: page.after }, opts));
+  }
+
+  /** Every direct child of a directory, following pagination. */
+  async listAll(path: string, opts?: OpOptions): Promise<string[]> {
+    const all: string[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.list(path, { after, limit: 1000 }, opts);
+      all.push(...page.entries);
+      if (!page.next) return all;
+      after = page.next;
+    }
+  }
+
+  move(source: string, dest: string, opts?: OpOptions): Promise<void> {
+    this.check(source);
+    this.check(dest);
+    return this.count('move', () => this.inner.move(source, dest, opts));
+  }
+
+  delete(path: string, opts?: OpOptions): Promise<void> {
+    this.check(path);
+    return this.count('delete', () => this.inner.delete(path, opts));
+  }
+
+  redirectUrl(path: string, opts?: { method?: string } & OpOptions): Promise<string | null> {
+    this.check(path);
+    return this.count('redirectUrl', () => this.inner.redirectUrl(path, opts));
+  }
+
+  walk(path: string, visit: (info: FileInfo) => Promise<WalkControl> | WalkControl, opts?: OpOptions): Promise<void> {
+    this.check(path, true);
+    return this.count('walk', () => this.inner.walk(path, visit, opts));
+  }
+}

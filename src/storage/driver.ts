@@ -1,0 +1,160 @@
+// The StorageDriver interface: a small filesystem-like API that every backend implements.
+// Paths are absolute, '/'-separated, and made of [A-Za-z0-9._:@-] segments (validated once by
+// the base wrapper). Drivers know nothing of HTTP or of the registry's layout.
+import type { Readable } from 'node:stream';
+
+export interface FileInfo {
+  path: string;
+  size: number;
+  modTime: Date;
+  isDir: boolean;
+}
+
+export interface ListPage {
+  /** Full paths of the direct children, sorted lexically. */
+  entries: string[];
+  /** Pass as `after` to get the next page; absent on the last page. */
+  next?: string;
+}
+
+export interface OpOptions {
+  signal?: AbortSignal;
+}
+
+/**
+ * A writer with two phases: bytes written are held (and survive `close`, so an append writer
+ * can resume them later), but the write is final only after `commit`. Nothing is committed
+ * implicitly on close or on stream end.
+ */
+export interface FileWriter {
+  /** Bytes held so far, including what an append writer found. */
+  readonly size: number;
+  /** Resolves when the writer can take more (backpressure); bytes may still be buffered. */
+  write(chunk: Buffer): Promise<void>;
+  /** Flush and release, keeping what was written for a later append writer. */
+  close(): Promise<void>;
+  /** Flush, make durable and final at the path. The writer is closed afterwards. */
+  commit(): Promise<void>;
+  /** Discard everything written at this path. */
+  cancel(): Promise<void>;
+}
+
+export interface StorageDriver {
+  readonly name: string;
+  getContent(path: string, opts?: OpOptions): Promise<Buffer>;
+  /** Atomically replaces the file; durable when it resolves. */
+  putContent(path: string, content: Buffer | string, opts?: OpOptions): Promise<void>;
+  /** A stream of the file's bytes from `offset`; InvalidOffset past the end. */
+  reader(path: string, offset?: number, opts?: OpOptions): Promise<Readable>;
+  writer(path: string, options: { append: boolean }, opts?: OpOptions): Promise<FileWriter>;
+  stat(path: string, opts?: OpOptions): Promise<FileInfo>;
+  /** Direct children of a directory, paginated; PathNotFound when it does not exist. */
+  list(path: string, page?: { limit?: number; after?: string }, opts?: OpOptions): Promise<ListPage>;
+  /** Moves a file, replacing any file at `dest` atomically. */
+  move(source: string, dest: string, opts?: OpOptions): Promise<void>;
+  /** Deletes a file or a whole directory tree; PathNotFound when nothing is there. */
+  delete(path: string, opts?: OpOptions): Promise<void>;
+  /** A URL a client may fetch the file from directly, or null where unsupported. */
+  redirectUrl(path: string, opts?: { method?: string } & OpOptions): Promise<string | null>;
+  /**
+   * Visits every file and directory under `path` in lexical order. Returning 'skip' from the
+   * visitor for a directory skips its subtree; 'stop' ends the walk.
+   */
+  walk(path: string, visit: (info: FileInfo) => Promise<WalkControl> | WalkControl, opts?: OpOptions): Promise<void>;
+}
+
+export type WalkControl = void | 'skip' | 'stop';
+
+export class StorageError extends Error {
+  constructor(message: string, readonly path: string, readonly driver: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+export class PathNotFoundError extends StorageError {
+  override name = 'PathNotFoundError';
+  constructor(path: string, driver: string) {
+    super(`${driver}: path not found: ${path}`, path, driver);
+  }
+}
+export class InvalidPathError extends StorageError {
+  override name = 'InvalidPathError';
+  constructor(path: string, driver: string) {
+    super(`${driver}: invalid path: ${JSON.stringify(path)}`, path, driver);
+  }
+}
+export class InvalidOffsetError extends StorageError {
+  override name = 'InvalidOffsetError';
+  constructor(path: string, driver: string, readonly offset: number) {
+    super(`${driver}: invalid offset ${offset} for ${path}`, path, driver);
+  }
+}
+export class UnsupportedError extends StorageError {
+  override name = 'UnsupportedError';
+  constructor(what: string, driver: string) {
+    super(`${driver}: unsupported: ${what}`, '', driver);
+  }
+}
+
+export function isPathNotFound(err: unknown): err is PathNotFoundError {
+  return err instanceof PathNotFoundError;
+}
+
+// Helpers shared by drivers (kept here so a driver imports only this file).
+
+/** Pagination over a sorted list of names, shared by drivers that list a whole directory. */
+export function paginate(sortedPaths: string[], page: { limit?: number; after?: string } = {}): ListPage {
+  let start = 0;
+  if (page.after !== undefined) {
+    const after = page.after;
+    // binary search for the first entry > after
+    let lo = 0;
+    let hi = sortedPaths.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (sortedPaths[mid]! <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    start = lo;
+  }
+  const end = page.limit ? Math.min(sortedPaths.length, start + page.limit) : sortedPaths.length;
+  const entries = sortedPaths.slice(start, end);
+  return end < sortedPaths.length ? { entries, next: entries[entries.length - 1] } : { entries };
+}
+
+/** Joins a directory path and a child name. */
+export function childPath(dir: string, name: string): string {
+  return dir === '/' ? `/${name}` : `${dir}/${name}`;
+}
+
+/** Byte-wise comparison, so every driver sorts the same way regardless of locale. */
+export function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * A walk built from `list` and `stat`, for drivers without a faster native way. Visits
+ * entries in lexical order, depth first.
+ */
+export async function walkByListing(
+  driver: Pick<StorageDriver, 'list' | 'stat'>,
+  path: string,
+  visit: (info: FileInfo) => Promise<WalkControl> | WalkControl,
+  opts?: OpOptions,
+): Promise<void> {
+  const recurse = async (dir: string): Promise<boolean> => {
+    let after: string | undefined;
+    for (;;) {
+      const page = await driver.list(dir, { after, limit: 1000 }, opts);
+      for (const entry of page.entries) {
+        opts?.signal?.throwIfAborted();
+        const info = await driver.stat(entry, opts);
+        const ctl = await visit(info);
+        if (ctl === 'stop') return false;
+        if (info.isDir && ctl !== 'skip' && !(await recurse(entry))) return false;
+      }
+      if (!page.next) return true;
+      after = page.next;
+    }
+  };
+  await recurse(path);
+}

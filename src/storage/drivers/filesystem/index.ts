@@ -1,0 +1,313 @@
+// Filesystem driver: files under a root directory, laid out exactly as the storage paths say
+// (so a root written by CNCF Distribution's filesystem driver is read unchanged, and back).
+// Whole-file writes go through a temporary file + fdatasync + rename + directory fsync, so a
+// crash leaves either the old file or the new one. Temporary names contain '~', which no
+// storage path may contain, so listings never show them.
+import { randomBytes } from 'node:crypto';
+import { constants, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import {
+  InvalidOffsetError,
+  PathNotFoundError,
+  childPath,
+  compareNames,
+  paginate,
+  walkByListing,
+  type FileInfo,
+  type FileWriter,
+  type ListPage,
+  type StorageDriver,
+  type WalkControl,
+} from '../../driver.js';
+
+const NAME = 'filesystem';
+const VISIBLE_NAME = /^[A-Za-z0-9._:@-]+$/;
+
+export interface FilesystemOptions {
+  rootdirectory: string;
+  /** Bytes gathered before one write(v) call; larger means fewer syscalls. */
+  writeBufferSize?: number;
+  /** Read stream chunk size. */
+  readChunkSize?: number;
+}
+
+function isNotFound(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+function tempName(path: string): string {
+  return `${path}.berth~${randomBytes(6).toString('hex')}`;
+}
+
+/** fsync a directory so a rename or create inside it survives a power cut. */
+async function syncDir(dir: string): Promise<void> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await fsp.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    await handle.sync();
+  } catch (err) {
+    // Some filesystems refuse fsync on directories; the data itself is already synced.
+    if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+  } finally {
+    await handle?.close();
+  }
+}
+
+export class FilesystemDriver implements StorageDriver {
+  readonly name = NAME;
+  readonly root: string;
+  private readonly writeBufferSize: number;
+  private readonly readChunkSize: number;
+
+  constructor(options: FilesystemOptions) {
+    this.root = options.rootdirectory;
+    this.writeBufferSize = options.writeBufferSize ?? 4 * 1024 * 1024;
+    this.readChunkSize = options.readChunkSize ?? 1024 * 1024;
+  }
+
+  private full(path: string): string {
+    return join(this.root, path);
+  }
+
+  /** Runs fn; when it fails because the parent directory is missing, creates it and retries. */
+  private async withParent<T>(file: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await fsp.mkdir(dirname(file), { recursive: true });
+      return fn();
+    }
+  }
+
+  async getContent(path: string): Promise<Buffer> {
+    try {
+      return await fsp.readFile(this.full(path));
+    } catch (err) {
+      if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') throw new PathNotFoundError(path, NAME);
+      throw err;
+    }
+  }
+
+  async putContent(path: string, content: Buffer | string): Promise<void> {
+    const file = this.full(path);
+    const tmp = tempName(file);
+    const handle = await this.withParent(file, () => fsp.open(tmp, 'wx'));
+    try {
+      await handle.writeFile(content);
+      await handle.datasync();
+    } catch (err) {
+      await handle.close();
+      await fsp.rm(tmp, { force: true });
+      throw err;
+    }
+    await handle.close();
+    await fsp.rename(tmp, file);
+    await syncDir(dirname(file));
+  }
+
+  async reader(path: string, offset = 0): Promise<Readable> {
+    let handle: FileHandle;
+    try {
+      handle = await fsp.open(this.full(path), 'r');
+    } catch (err) {
+      if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') throw new PathNotFoundError(path, NAME);
+      throw err;
+    }
+    const st = await handle.stat();
+    if (st.isDirectory()) {
+      await handle.close();
+      throw new PathNotFoundError(path, NAME);
+    }
+    if (offset > st.size) {
+      await handle.close();
+      throw new InvalidOffsetError(path, NAME, offset);
+    }
+    return handle.createReadStream({ start: offset, highWaterMark: this.readChunkSize, autoClose: true });
+  }
+
+  async writer(path: string, options: { append: boolean }): Promise<FileWriter> {
+    const file = this.full(path);
+    const handle = await this.withParent(file, () => fsp.open(file, options.append ? 'a' : 'w'));
+    const created = !options.append || (await handle.stat()).size === 0;
+    return new FilesystemWriter(handle, file, (await handle.stat()).size, this.writeBufferSize, created);
+  }
+
+  async stat(path: string): Promise<FileInfo> {
+    try {
+      const st = await fsp.stat(this.full(path));
+      return { path, size: st.isDirectory() ? 0 : st.size, modTime: st.mtime, isDir: st.isDirectory() };
+    } catch (err) {
+      if (isNotFound(err)) throw new PathNotFoundError(path, NAME);
+      throw err;
+    }
+  }
+
+  async list(path: string, page?: { limit?: number; after?: string }): Promise<ListPage> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.full(path));
+    } catch (err) {
+      if (isNotFound(err)) throw new PathNotFoundError(path, NAME);
+      throw err;
+    }
+    const visible = names.filter((n) => VISIBLE_NAME.test(n)).sort(compareNames);
+    return paginate(
+      visible.map((n) => childPath(path, n)),
+      page,
+    );
+  }
+
+  async move(source: string, dest: string): Promise<void> {
+    const to = this.full(dest);
+    try {
+      await this.withParent(to, () => fsp.rename(this.full(source), to));
+    } catch (err) {
+      if (isNotFound(err)) {
+        // Tell a missing source apart from a missing destination parent (already created above).
+        throw new PathNotFoundError(source, NAME);
+      }
+      throw err;
+    }
+    await syncDir(dirname(to));
+  }
+
+  async delete(path: string): Promise<void> {
+    const target = this.full(path);
+    // Rename first so the whole tree disappears at once, then remove it at leisure.
+    const doomed = tempName(target);
+    try {
+      await fsp.rename(target, doomed);
+    } catch (err) {
+      if (isNotFound(err)) throw new PathNotFoundError(path, NAME);
+      throw err;
+    }
+    await fsp.rm(doomed, { recursive: true, force: true });
+  }
+
+  async redirectUrl(): Promise<string | null> {
+    return null;
+  }
+
+  walk(path: string, visit: (info: FileInfo) => Promise<WalkControl> | WalkControl): Promise<void> {
+    return walkByListing(this, path, visit);
+  }
+}
+
+/**
+ * Gathers incoming chunks and writes them with one writev per `bufferSize` bytes, keeping one
+ * write in flight while the next buffer fills: receiving, hashing and disk I/O overlap, and
+ * memory per writer stays below two buffers.
+ */
+class FilesystemWriter implements FileWriter {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private inflight: Promise<void> | null = null;
+  private failure: unknown = null;
+  private closed = false;
+  private held: number;
+
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly file: string,
+    initialSize: number,
+    private readonly bufferSize: number,
+    private readonly created: boolean,
+  ) {
+    this.held = initialSize;
+  }
+
+  get size(): number {
+    return this.held;
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.closed) throw new Error(`${NAME}: writer for ${this.file} already closed`);
+    if (this.failure) throw this.failure;
+    if (chunk.length === 0) return;
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    this.held += chunk.length;
+    if (this.pendingBytes >= this.bufferSize) {
+      if (this.inflight) await this.inflight;
+      if (this.failure) throw this.failure;
+      this.startFlush();
+    }
+  }
+
+  private startFlush(): void {
+    if (this.pendingBytes === 0) return;
+    const buffers = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.inflight = writeAll(this.handle, buffers).then(
+      () => {
+        this.inflight = null;
+      },
+      (err) => {
+        this.failure = err;
+        this.inflight = null;
+      },
+    );
+  }
+
+  private async drain(): Promise<void> {
+    if (this.inflight) await this.inflight;
+    this.startFlush();
+    if (this.inflight) await this.inflight;
+    if (this.failure) throw this.failure;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await this.drain();
+    } finally {
+      await this.handle.close();
+    }
+  }
+
+  async commit(): Promise<void> {
+    if (this.closed) throw new Error(`${NAME}: writer for ${this.file} already closed`);
+    this.closed = true;
+    try {
+      await this.drain();
+      await this.handle.datasync();
+    } finally {
+      await this.handle.close();
+    }
+    if (this.created) await syncDir(dirname(this.file));
+  }
+
+  async cancel(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      if (this.inflight) await this.inflight.catch(() => {});
+      await this.handle.close();
+    }
+    await fsp.rm(this.file, { force: true });
+  }
+}
+
+async function writeAll(handle: FileHandle, buffers: Buffer[]): Promise<void> {
+  let rest = buffers;
+  while (rest.length > 0) {
+    const { bytesWritten } = await handle.writev(rest);
+    // writev may write less than asked; drop what was written and go on.
+    let skip = bytesWritten;
+    const next: Buffer[] = [];
+    for (const b of rest) {
+      if (skip >= b.length) {
+        skip -= b.length;
+        continue;
+      }
+      next.push(skip > 0 ? b.subarray(skip) : b);
+      skip = 0;
+    }
+    rest = next;
+  }
+}

@@ -1,0 +1,14 @@
+// Builds the configured driver, wrapped in the base driver.
+import { BaseDriver } from './base.js';
+import { FilesystemDriver } from './drivers/filesystem/index.js';
+import { InMemoryDriver } from './drivers/inmemory/index.js';
+import type { StorageConfig } from '../config/config.js';
+
+export function createDriver(storage: StorageConfig): BaseDriver {
+  switch (storage.driver) {
+    case 'filesystem':
+      return new BaseDriver(new FilesystemDriver(storage.filesystem));
+    case 'inmemory':
+      return new BaseDriver(new InMemoryDriver());
+  }
+}
