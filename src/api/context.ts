@@ -29,6 +29,14 @@ export interface Ctx {
   requestId: string;
 }
 
+/**
+ * The request body as chunks. Stopping early (a size error) must not destroy the request, so
+ * the error answer can still be written; the connection is closed after it instead.
+ */
+export function body(ctx: Ctx): AsyncIterable<Buffer> {
+  return ctx.req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
+}
+
 export function repoOf(ctx: Ctx): Repository {
   return ctx.registry.repository(ctx.params.name!);
 }

@@ -118,13 +118,15 @@ export function createRegistryServer(registry: Registry, options: ApiOptions, lo
       if (inflight === 0 && idle) idle();
     });
 
+    const socket = req.socket;
     try {
       const { handler, params } = matchRoute(req.method ?? 'GET', ctx.path);
       ctx.params = params;
       await handler(ctx);
     } catch (err) {
-      if (req.destroyed && !res.headersSent) {
-        // The client went away mid-request (e.g. an interrupted upload): nothing to answer.
+      if (socket.destroyed || res.destroyed) {
+        // The client went away (an interrupted upload, a pull that hung up): nobody to answer.
+        log.debug({ err, requestId }, 'client disconnected');
         res.destroy();
         return;
       }
@@ -143,16 +145,14 @@ export function createRegistryServer(registry: Registry, options: ApiOptions, lo
       socket.destroy();
       return;
     }
-    const lengthProblem = err.code === 'HPE_INVALID_CONTENT_LENGTH' || err.code === 'HPE_UNEXPECTED_CONTENT_LENGTH';
-    const body = JSON.stringify({
-      errors: [
-        lengthProblem
-          ? { code: 'SIZE_INVALID', message: 'invalid Content-Length', detail: null }
-          : { code: 'BLOB_UPLOAD_INVALID', message: 'malformed HTTP request', detail: { reason: err.code ?? 'unknown' } },
-      ],
-    });
+    const e = new RegistryError(
+      err.code === 'HPE_INVALID_CONTENT_LENGTH' || err.code === 'HPE_UNEXPECTED_CONTENT_LENGTH' ? 'SIZE_INVALID' : 'BAD_REQUEST',
+      { reason: err.code ?? 'unknown' },
+      { message: err.code === 'HPE_HEADER_OVERFLOW' ? 'request headers too large' : 'malformed HTTP request' },
+    );
+    const body = JSON.stringify({ errors: [{ code: e.code, message: e.message, detail: e.detail }] });
     socket.end(
-      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${e.status} Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
   });
 

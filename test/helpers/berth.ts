@@ -35,7 +35,7 @@ export interface RunningBerth {
 export async function startInProcess(raw: Record<string, unknown> = {}): Promise<RunningBerth> {
   let root: string | undefined;
   const storage = { ...((raw.storage as Record<string, unknown>) ?? {}) };
-  if (!storage.inmemory && !storage.filesystem) {
+  if (!('inmemory' in storage) && !('filesystem' in storage)) {
     root = tempDir();
     storage.filesystem = { rootdirectory: root };
   } else if (storage.filesystem) {

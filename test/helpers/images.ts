@@ -2,7 +2,7 @@
 // transport of skopeo/podman/buildah): gzip'd tar layers made with tar(1), an image config,
 // a manifest per platform and, for several platforms, an image index.
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -43,6 +43,7 @@ export function makeLayer(files: Record<string, string | Buffer>): Buffer {
   const tar = spawnSync('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-C', dir, '-cf', '-', '.'], {
     maxBuffer: 1 << 30,
   });
+  rmSync(dir, { recursive: true, force: true });
   if (tar.status !== 0) throw new Error(`tar failed: ${tar.stderr}`);
   return gzipSync(tar.stdout);
 }
@@ -57,7 +58,9 @@ export function buildImage(
 ): BuiltImage {
   const tag = opts.tag ?? 'latest';
   const seed = opts.seed ?? Math.random().toString(36).slice(2);
-  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'berth-image-'));
+  // Lower-case only: podman refuses `oci:` paths with capitals.
+  const dir = opts.dir ?? join(tmpdir(), `berth-image-${createHash('sha256').update(Math.random().toString()).digest('hex').slice(0, 12)}`);
+  mkdirSync(dir, { recursive: true });
   const blobs = new Map<string, Buffer>();
   mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
   const put = (b: Buffer, mediaType: string): BlobRef => {

@@ -2,7 +2,7 @@
 import { RegistryError } from '../../errors/codes.js';
 import { MAX_MANIFEST_SIZE } from '../../oci/manifest.js';
 import { parseReference } from '../../oci/names.js';
-import { assertDeletable, assertWritable, repoOf, sendEmpty, urlFor, type Ctx } from '../context.js';
+import { assertDeletable, assertWritable, body as requestBody, repoOf, sendEmpty, urlFor, type Ctx } from '../context.js';
 
 /** Media types listed in Accept (parameters dropped); empty when there is no Accept. */
 function accepted(header: string | undefined): string[] {
@@ -42,7 +42,7 @@ async function readManifestBody(ctx: Ctx): Promise<Buffer> {
   if (declared > MAX_MANIFEST_SIZE) throw tooLarge();
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+  for await (const chunk of requestBody(ctx)) {
     size += chunk.length;
     if (size > MAX_MANIFEST_SIZE) throw tooLarge();
     chunks.push(chunk);

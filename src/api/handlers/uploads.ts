@@ -5,7 +5,7 @@ import { parseDigest, type Digest } from '../../oci/digest.js';
 import { checkName } from '../../oci/names.js';
 import type { BlobDescriptor } from '../../registry/blobs.js';
 import { rangeHeader, type AppendOptions } from '../../registry/uploads.js';
-import { assertWritable, repoOf, sendEmpty, urlFor, type Ctx } from '../context.js';
+import { assertWritable, body as requestBody, repoOf, sendEmpty, urlFor, type Ctx } from '../context.js';
 
 /** Whether the request carries a body (Content-Length > 0 or chunked). */
 function hasBody(ctx: Ctx): boolean {
@@ -86,7 +86,7 @@ export async function startUpload(ctx: Ctx): Promise<void> {
     // Monolithic upload: the client never learns this session, so it goes on any failure.
     let desc: BlobDescriptor;
     try {
-      desc = await ctx.registry.uploads.complete(repo.name, session.uuid, digest, repo.blobs, ctx.req, appendOptions(ctx));
+      desc = await ctx.registry.uploads.complete(repo.name, session.uuid, digest, repo.blobs, requestBody(ctx), appendOptions(ctx));
     } catch (err) {
       await ctx.registry.uploads.cancel(repo.name, session.uuid).catch(() => {});
       throw err;
@@ -95,7 +95,7 @@ export async function startUpload(ctx: Ctx): Promise<void> {
   }
   let size = 0;
   if (hasBody(ctx) && mount === null) {
-    size = (await ctx.registry.uploads.append(repo.name, session.uuid, ctx.req, appendOptions(ctx))).size;
+    size = (await ctx.registry.uploads.append(repo.name, session.uuid, requestBody(ctx), appendOptions(ctx))).size;
   }
   sendEmpty(ctx, 202, sessionHeaders(ctx, session.uuid, size));
 }
@@ -110,7 +110,7 @@ export async function patchUpload(ctx: Ctx): Promise<void> {
   assertWritable(ctx);
   const repo = repoOf(ctx);
   const opts = appendOptions(ctx);
-  const status = await ctx.registry.uploads.append(repo.name, ctx.params.uuid!, ctx.req, opts);
+  const status = await ctx.registry.uploads.append(repo.name, ctx.params.uuid!, requestBody(ctx), opts);
   sendEmpty(ctx, 202, sessionHeaders(ctx, status.uuid, status.size));
 }
 
@@ -120,7 +120,7 @@ export async function completeUpload(ctx: Ctx): Promise<void> {
   const digestParam = ctx.query.get('digest');
   if (digestParam === null) throw new RegistryError('DIGEST_INVALID', { digest: null }, { message: 'the digest query parameter is required' });
   const digest = parseDigest(digestParam);
-  const body = hasBody(ctx) ? ctx.req : undefined;
+  const body = hasBody(ctx) ? requestBody(ctx) : undefined;
   const desc = await ctx.registry.uploads.complete(repo.name, ctx.params.uuid!, digest, repo.blobs, body, body ? appendOptions(ctx) : {});
   created(ctx, desc);
 }

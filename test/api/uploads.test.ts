@@ -1,0 +1,304 @@
+// Upload endpoints against a live server: monolithic, POST+PUT, chunked and streamed PATCH,
+// status, cancel, mounts, bad ranges and sizes, interrupted uploads, concurrency.
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Client, expectError, random, sha256, sha512 } from '../helpers/client.js';
+import { startInProcess, type RunningBerth } from '../helpers/berth.js';
+
+const V2 = 'docker/registry/v2';
+
+for (const driver of ['filesystem', 'inmemory'] as const) {
+  describe(`uploads (${driver})`, () => {
+    let berth: RunningBerth;
+    let c: Client;
+    before(async () => {
+      berth = await startInProcess(driver === 'inmemory' ? { storage: { inmemory: null } } : {});
+      c = new Client(berth.url);
+    });
+    after(() => berth.stop());
+
+    test('monolithic POST ?digest= stores the blob and links it', async () => {
+      const data = random(100_000);
+      const digest = await c.pushBlob('mono/repo', data);
+      const res = await c.fetch(`/v2/mono/repo/blobs/${digest}`);
+      assert.equal(res.status, 200);
+      assert.deepEqual(Buffer.from(await res.arrayBuffer()), data);
+      if (driver === 'filesystem') {
+        const hex = digest.slice(7);
+        assert.deepEqual(readFileSync(join(berth.root!, V2, 'blobs/sha256', hex.slice(0, 2), hex, 'data')), data);
+        assert.equal(readFileSync(join(berth.root!, V2, 'repositories/mono/repo/_layers/sha256', hex, 'link'), 'utf8'), digest);
+        assert.deepEqual(readdirSync(join(berth.root!, V2, 'repositories/mono/repo/_uploads')), [], 'session removed');
+      }
+    });
+
+    test('monolithic POST with a wrong digest → 400 DIGEST_INVALID and nothing stored', async () => {
+      const data = random(1000);
+      const wrong = sha256('something else');
+      const res = await c.fetch(`/v2/mono/bad/blobs/uploads/?digest=${wrong}`, { method: 'POST', body: data });
+      await expectError(res, 400, 'DIGEST_INVALID');
+      await expectError(await c.fetch(`/v2/mono/bad/blobs/${wrong}`, { method: 'HEAD' }), 404, 'BLOB_UNKNOWN');
+      await expectError(await c.fetch(`/v2/mono/bad/blobs/${sha256(data)}`), 404, 'BLOB_UNKNOWN');
+      if (driver === 'filesystem') {
+        assert.ok(!existsSync(join(berth.root!, V2, 'blobs/sha256', wrong.slice(7, 9), wrong.slice(7))));
+        assert.deepEqual(readdirSync(join(berth.root!, V2, 'repositories/mono/bad/_uploads')), [], 'orphan session removed');
+      }
+    });
+
+    test('POST then PUT with the whole body; Location keeps working with &digest= appended', async () => {
+      const data = random(70_000);
+      const loc = await c.startUpload('two/step');
+      assert.ok(loc.includes('?'), 'Location carries a query so `&digest=` appends stay valid');
+      const res = await c.fetch(loc + `&digest=${sha256(data)}`, { method: 'PUT', body: data });
+      assert.equal(res.status, 201, await res.text());
+      assert.equal(res.headers.get('docker-content-digest'), sha256(data));
+      assert.equal(c.location(res), `/v2/two/step/blobs/${sha256(data)}`);
+      const get = await c.fetch(`/v2/two/step/blobs/${sha256(data)}`);
+      assert.deepEqual(Buffer.from(await get.arrayBuffer()), data);
+    });
+
+    test('chunked PATCH with Content-Range, status, out-of-order and overlapping chunks → 416', async () => {
+      const data = random(300_000);
+      let loc = await c.startUpload('chunked/repo');
+      const status0 = await c.fetch(loc);
+      assert.equal(status0.status, 204);
+      assert.equal(status0.headers.get('range'), '0-0');
+
+      const parts = [data.subarray(0, 100_000), data.subarray(100_000, 200_000), data.subarray(200_000)];
+      let offset = 0;
+      for (const [i, part] of parts.entries()) {
+        if (i === 1) {
+          // out of order: skips ahead
+          const skip = await c.fetch(loc, {
+            method: 'PATCH',
+            body: part,
+            headers: { 'Content-Range': `${offset + 10}-${offset + 10 + part.length - 1}`, 'Content-Type': 'application/octet-stream' },
+          });
+          await expectError(skip, 416, 'RANGE_INVALID');
+          assert.equal(skip.headers.get('range'), `0-${offset - 1}`);
+          // overlapping: starts before the end
+          const overlap = await c.fetch(loc, {
+            method: 'PATCH',
+            body: part,
+            headers: { 'Content-Range': `${offset - 5}-${offset - 5 + part.length - 1}` },
+          });
+          await expectError(overlap, 416, 'RANGE_INVALID');
+        }
+        const res = await c.fetch(loc, {
+          method: 'PATCH',
+          body: part,
+          headers: { 'Content-Range': `${offset}-${offset + part.length - 1}`, 'Content-Type': 'application/octet-stream' },
+        });
+        assert.equal(res.status, 202, await res.text());
+        offset += part.length;
+        assert.equal(res.headers.get('range'), `0-${offset - 1}`);
+        assert.ok(res.headers.get('docker-upload-uuid'));
+        loc = c.location(res);
+      }
+      const status = await c.fetch(loc);
+      assert.equal(status.status, 204);
+      assert.equal(status.headers.get('range'), `0-${data.length - 1}`);
+      const done = await c.fetch(Client.withParam(loc, `digest=${sha256(data)}`), { method: 'PUT' });
+      assert.equal(done.status, 201, await done.text());
+      const get = await c.fetch(`/v2/chunked/repo/blobs/${sha256(data)}`);
+      assert.deepEqual(Buffer.from(await get.arrayBuffer()), data);
+      // the session is gone
+      await expectError(await c.fetch(loc), 404, 'BLOB_UPLOAD_UNKNOWN');
+    });
+
+    test('streamed PATCH (Transfer-Encoding: chunked, no Content-Range) then final chunk in PUT', async () => {
+      const data = random(2_000_000);
+      const loc = await c.startUpload('streamed/repo');
+      const body = new ReadableStream({
+        start(ctrl) {
+          for (let i = 0; i < 1_500_000; i += 100_000) ctrl.enqueue(new Uint8Array(data.subarray(i, i + 100_000)));
+          ctrl.close();
+        },
+      });
+      const res = await c.fetch(loc, { method: 'PATCH', body, duplex: 'half' });
+      assert.equal(res.status, 202, await res.text());
+      assert.equal(res.headers.get('range'), '0-1499999');
+      const done = await c.fetch(Client.withParam(c.location(res), `digest=${sha256(data)}`), {
+        method: 'PUT',
+        body: data.subarray(1_500_000),
+        headers: { 'Content-Range': `1500000-${data.length - 1}` },
+      });
+      assert.equal(done.status, 201, await done.text());
+      const get = await c.fetch(`/v2/streamed/repo/blobs/${sha256(data)}`);
+      assert.equal(sha256(Buffer.from(await get.arrayBuffer())), sha256(data));
+    });
+
+    test('PUT with the wrong digest → DIGEST_INVALID; the session keeps its bytes and can finish', async () => {
+      const data = random(5000);
+      const loc = await c.startUpload('wrong/digest');
+      const p = await c.fetch(loc, { method: 'PATCH', body: data });
+      assert.equal(p.status, 202);
+      const bad = await c.fetch(Client.withParam(c.location(p), `digest=${sha256('nope')}`), { method: 'PUT' });
+      await expectError(bad, 400, 'DIGEST_INVALID');
+      await expectError(await c.fetch(`/v2/wrong/digest/blobs/${sha256(data)}`), 404, 'BLOB_UNKNOWN');
+      const st = await c.fetch(c.location(p));
+      assert.equal(st.headers.get('range'), `0-${data.length - 1}`);
+      const ok = await c.fetch(Client.withParam(c.location(p), `digest=${sha256(data)}`), { method: 'PUT' });
+      assert.equal(ok.status, 201);
+    });
+
+    test('PUT without digest, malformed digests, unknown algorithms → 400 DIGEST_INVALID', async () => {
+      const loc = await c.startUpload('digests/repo');
+      await expectError(await c.fetch(loc, { method: 'PUT' }), 400, 'DIGEST_INVALID');
+      for (const d of ['sha256:abc', 'md5:d41d8cd98f00b204e9800998ecf8427e', 'sha256', 'sha256:' + 'g'.repeat(64), 'SHA256:' + 'a'.repeat(64), '']) {
+        await expectError(await c.fetch(Client.withParam(loc, `digest=${encodeURIComponent(d)}`), { method: 'PUT' }), 400, 'DIGEST_INVALID');
+      }
+      await expectError(await c.fetch(`/v2/digests/repo/blobs/uploads/?digest=sha256:1234`, { method: 'POST', body: 'x' }), 400, 'DIGEST_INVALID');
+    });
+
+    test('sha512 digests work for uploads', async () => {
+      const data = random(10_000);
+      const res = await c.fetch(`/v2/sha512/repo/blobs/uploads/?digest=${sha512(data)}`, { method: 'POST', body: data });
+      assert.equal(res.status, 201, await res.text());
+      const get = await c.fetch(`/v2/sha512/repo/blobs/${sha512(data)}`);
+      assert.equal(get.status, 200);
+      assert.deepEqual(Buffer.from(await get.arrayBuffer()), data);
+      // chunked upload finished with a sha512 digest (the running hash is sha256: rehashed)
+      const loc = await c.startUpload('sha512/repo');
+      const p = await c.fetch(loc, { method: 'PATCH', body: data.subarray(0, 4000) });
+      const done = await c.fetch(Client.withParam(c.location(p), `digest=${sha512(data)}`), { method: 'PUT', body: data.subarray(4000) });
+      assert.equal(done.status, 201, await done.text());
+    });
+
+    test('Content-Length and Content-Range disagree → 400 SIZE_INVALID; malformed Content-Range → 400', async () => {
+      const loc = await c.startUpload('ranges/repo');
+      await expectError(await c.fetch(loc, { method: 'PATCH', body: random(10), headers: { 'Content-Range': '0-19' } }), 400, 'SIZE_INVALID');
+      await expectError(await c.fetch(loc, { method: 'PATCH', body: random(10), headers: { 'Content-Range': 'bananas' } }), 400, 'BLOB_UPLOAD_INVALID');
+      await expectError(await c.fetch(loc, { method: 'PATCH', body: random(10), headers: { 'Content-Range': '9-0' } }), 416, 'RANGE_INVALID');
+      const st = await c.fetch(loc);
+      assert.equal(st.headers.get('range'), '0-0', 'nothing was appended by rejected chunks');
+    });
+
+    test('a chunked body longer than its Content-Range → 400 SIZE_INVALID, no more than the range kept', async () => {
+      const loc = await c.startUpload('ranges/long');
+      const body = new ReadableStream({
+        start(ctrl) {
+          ctrl.enqueue(new Uint8Array(random(50)));
+          ctrl.close();
+        },
+      });
+      const res = await c.fetch(loc, { method: 'PATCH', body, duplex: 'half', headers: { 'Content-Range': '0-19' } });
+      await expectError(res, 400, 'SIZE_INVALID');
+      const st = await c.fetch(loc);
+      assert.equal(st.headers.get('range'), '0-19');
+    });
+
+    test('unknown or malformed upload ids → 404 BLOB_UPLOAD_UNKNOWN', async () => {
+      for (const id of ['0b8e2a6e-6a5c-4b8e-9a4f-000000000000', 'not..valid', 'a%2fb']) {
+        await expectError(await c.fetch(`/v2/some/repo/blobs/uploads/${id}`), 404, 'BLOB_UPLOAD_UNKNOWN');
+        await expectError(await c.fetch(`/v2/some/repo/blobs/uploads/${id}`, { method: 'PATCH', body: 'x' }), 404, 'BLOB_UPLOAD_UNKNOWN');
+        await expectError(await c.fetch(`/v2/some/repo/blobs/uploads/${id}?digest=${sha256('x')}`, { method: 'PUT', body: 'x' }), 404, 'BLOB_UPLOAD_UNKNOWN');
+      }
+      // a session belongs to its repository
+      const loc = await c.startUpload('owner/repo');
+      await expectError(await c.fetch(loc.replace('owner/repo', 'other/repo')), 404, 'BLOB_UPLOAD_UNKNOWN');
+    });
+
+    test('DELETE cancels a session', async () => {
+      const loc = await c.startUpload('cancel/repo');
+      await c.fetch(loc, { method: 'PATCH', body: random(100) });
+      const del = await c.fetch(loc, { method: 'DELETE' });
+      assert.equal(del.status, 204);
+      await expectError(await c.fetch(loc), 404, 'BLOB_UPLOAD_UNKNOWN');
+      await expectError(await c.fetch(loc, { method: 'DELETE' }), 404, 'BLOB_UPLOAD_UNKNOWN');
+    });
+
+    test('mount from another repository (201), automatic mount without from (201), unknown → 202 session', async () => {
+      const data = random(4096);
+      const digest = await c.pushBlob('mount/src', data);
+      const m = await c.fetch(`/v2/mount/dst/blobs/uploads/?mount=${digest}&from=mount/src`, { method: 'POST' });
+      assert.equal(m.status, 201, await m.text());
+      assert.equal(m.headers.get('docker-content-digest'), digest);
+      assert.equal(c.location(m), `/v2/mount/dst/blobs/${digest}`);
+      assert.equal((await c.fetch(`/v2/mount/dst/blobs/${digest}`, { method: 'HEAD' })).status, 200);
+
+      const auto = await c.fetch(`/v2/mount/auto/blobs/uploads/?mount=${digest}`, { method: 'POST' });
+      assert.equal(auto.status, 201);
+      assert.equal((await c.fetch(`/v2/mount/auto/blobs/${digest}`, { method: 'HEAD' })).status, 200);
+
+      // from a repository that does not have it: falls back to an upload session
+      const other = await c.fetch(`/v2/mount/dst2/blobs/uploads/?mount=${digest}&from=mount/nothing`, { method: 'POST' });
+      assert.equal(other.status, 202);
+      assert.ok(other.headers.get('docker-upload-uuid'));
+      await expectError(await c.fetch(`/v2/mount/dst2/blobs/${digest}`, { method: 'HEAD' }), 404, 'BLOB_UNKNOWN');
+      const unknown = await c.fetch(`/v2/mount/dst3/blobs/uploads/?mount=${sha256('never pushed')}`, { method: 'POST' });
+      assert.equal(unknown.status, 202);
+      await expectError(await c.fetch(`/v2/mount/dst/blobs/uploads/?mount=sha256:zz&from=mount/src`, { method: 'POST' }), 400, 'DIGEST_INVALID');
+      await expectError(await c.fetch(`/v2/mount/dst/blobs/uploads/?mount=${digest}&from=Bad/Name`, { method: 'POST' }), 400, 'NAME_INVALID');
+    });
+
+    test('concurrent uploads of the same blob to several repositories all succeed', async () => {
+      const data = random(500_000);
+      const results = await Promise.all(
+        Array.from({ length: 8 }, async (_, i) => {
+          const repo = `concurrent/r${i % 3}`;
+          if (i % 2 === 0) return c.pushBlob(repo, data);
+          const loc = await c.startUpload(repo);
+          const p = await c.fetch(loc, { method: 'PATCH', body: data, headers: { 'Content-Range': `0-${data.length - 1}` } });
+          assert.equal(p.status, 202);
+          const done = await c.fetch(Client.withParam(c.location(p), `digest=${sha256(data)}`), { method: 'PUT' });
+          assert.equal(done.status, 201, await done.text());
+          return sha256(data);
+        }),
+      );
+      assert.ok(results.every((d) => d === sha256(data)));
+      for (const r of ['concurrent/r0', 'concurrent/r1', 'concurrent/r2']) {
+        const get = await c.fetch(`/v2/${r}/blobs/${sha256(data)}`);
+        assert.equal(sha256(Buffer.from(await get.arrayBuffer())), sha256(data));
+      }
+    });
+
+    test('a client that disconnects mid-PATCH leaves a resumable session and no blob', async () => {
+      const data = random(3_000_000);
+      const loc = await c.startUpload('drop/repo');
+      const sent = 1_000_000;
+      await new Promise<void>((resolve) => {
+        const req = request(berth.url + loc, {
+          method: 'PATCH',
+          headers: { 'Content-Length': String(data.length), 'Content-Type': 'application/octet-stream' },
+        });
+        req.on('error', () => resolve());
+        req.write(data.subarray(0, sent), () => setTimeout(() => {
+          req.destroy();
+          resolve();
+        }, 200));
+      });
+      // the server notices the abort and keeps what arrived
+      let held = -1;
+      for (let i = 0; i < 50; i++) {
+        const st = await c.fetch(loc);
+        assert.equal(st.status, 204);
+        held = Number(st.headers.get('range')!.split('-')[1]) + 1;
+        if (held === sent) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(held, sent, 'every byte that arrived is held');
+      await expectError(await c.fetch(`/v2/drop/repo/blobs/${sha256(data)}`), 404, 'BLOB_UNKNOWN');
+      const rest = await c.fetch(loc, {
+        method: 'PATCH',
+        body: data.subarray(held),
+        headers: { 'Content-Range': `${held}-${data.length - 1}` },
+      });
+      assert.equal(rest.status, 202, await rest.text());
+      const done = await c.fetch(Client.withParam(c.location(rest), `digest=${sha256(data)}`), { method: 'PUT' });
+      assert.equal(done.status, 201, await done.text());
+      const get = await c.fetch(`/v2/drop/repo/blobs/${sha256(data)}`);
+      assert.equal(sha256(Buffer.from(await get.arrayBuffer())), sha256(data));
+    });
+
+    test('an empty blob can be uploaded', async () => {
+      const digest = await c.pushBlob('empty/repo', Buffer.alloc(0));
+      const res = await c.fetch(`/v2/empty/repo/blobs/${digest}`);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('content-length'), '0');
+      assert.equal((await res.arrayBuffer()).byteLength, 0);
+    });
+  });
+}
