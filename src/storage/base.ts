@@ -35,6 +35,8 @@ export class BaseDriver implements StorageDriver {
     return this.inner.name;
   }
 
+  // Every method below is async, so a refused path or offset is a rejected promise like any
+  // other storage error, never a synchronous throw out of a promise-returning call.
   private check(path: string, allowRoot = false): void {
     if (typeof path !== 'string' || !isValidPath(path, allowRoot)) throw new InvalidPathError(path, this.inner.name);
   }
@@ -49,33 +51,33 @@ export class BaseDriver implements StorageDriver {
     }
   }
 
-  getContent(path: string, opts?: OpOptions): Promise<Buffer> {
+  async getContent(path: string, opts?: OpOptions): Promise<Buffer> {
     this.check(path);
     return this.count('getContent', () => this.inner.getContent(path, opts));
   }
 
-  putContent(path: string, content: Buffer | string, opts?: OpOptions): Promise<void> {
+  async putContent(path: string, content: Buffer | string, opts?: OpOptions): Promise<void> {
     this.check(path);
     return this.count('putContent', () => this.inner.putContent(path, content, opts));
   }
 
-  reader(path: string, offset = 0, opts?: OpOptions): Promise<Readable> {
+  async reader(path: string, offset = 0, opts?: OpOptions): Promise<Readable> {
     this.check(path);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(path, this.inner.name, offset);
     return this.count('reader', () => this.inner.reader(path, offset, opts));
   }
 
-  writer(path: string, options: { append: boolean }, opts?: OpOptions): Promise<FileWriter> {
+  async writer(path: string, options: { append: boolean }, opts?: OpOptions): Promise<FileWriter> {
     this.check(path);
     return this.count('writer', () => this.inner.writer(path, options, opts));
   }
 
-  stat(path: string, opts?: OpOptions): Promise<FileInfo> {
+  async stat(path: string, opts?: OpOptions): Promise<FileInfo> {
     this.check(path, true);
     return this.count('stat', () => this.inner.stat(path, opts));
   }
 
-  list(path: string, page: { limit?: number; after?: string } = {}, opts?: OpOptions): Promise<ListPage> {
+  async list(path: string, page: { limit?: number; after?: string } = {}, opts?: OpOptions): Promise<ListPage> {
     this.check(path, true);
     const limit = page.limit !== undefined && page.limit > 0 ? Math.floor(page.limit) : undefined;
     return this.count('list', () => this.inner.list(path, { limit, after: page.after }, opts));
@@ -93,23 +95,23 @@ export class BaseDriver implements StorageDriver {
     }
   }
 
-  move(source: string, dest: string, opts?: OpOptions): Promise<void> {
+  async move(source: string, dest: string, opts?: OpOptions): Promise<void> {
     this.check(source);
     this.check(dest);
     return this.count('move', () => this.inner.move(source, dest, opts));
   }
 
-  delete(path: string, opts?: OpOptions): Promise<void> {
+  async delete(path: string, opts?: OpOptions): Promise<void> {
     this.check(path);
     return this.count('delete', () => this.inner.delete(path, opts));
   }
 
-  redirectUrl(path: string, opts?: { method?: string } & OpOptions): Promise<string | null> {
+  async redirectUrl(path: string, opts?: { method?: string } & OpOptions): Promise<string | null> {
     this.check(path);
     return this.count('redirectUrl', () => this.inner.redirectUrl(path, opts));
   }
 
-  walk(path: string, visit: (info: FileInfo) => Promise<WalkControl> | WalkControl, opts?: OpOptions): Promise<void> {
+  async walk(path: string, visit: (info: FileInfo) => Promise<WalkControl> | WalkControl, opts?: OpOptions): Promise<void> {
     this.check(path, true);
     return this.count('walk', () => this.inner.walk(path, visit, opts));
   }

@@ -97,15 +97,19 @@ export class FilesystemDriver implements StorageDriver {
     const tmp = tempName(file);
     const handle = await this.withParent(file, () => fsp.open(tmp, 'wx'));
     try {
-      await handle.writeFile(content);
-      await handle.datasync();
+      try {
+        await handle.writeFile(content);
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+      await fsp.rename(tmp, file);
     } catch (err) {
-      await handle.close();
-      await fsp.rm(tmp, { force: true });
+      // Whatever failed (the write, or the rename, e.g. a directory in the way), the
+      // temporary must not outlive the call.
+      await fsp.rm(tmp, { force: true }).catch(() => {});
       throw err;
     }
-    await handle.close();
-    await fsp.rename(tmp, file);
     await syncDir(dirname(file));
   }
 
@@ -162,15 +166,22 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   async move(source: string, dest: string): Promise<void> {
+    const from = this.full(source);
     const to = this.full(dest);
+    const sourceMissing = (err: unknown) => (isNotFound(err) ? new PathNotFoundError(source, NAME) : err);
     try {
-      await this.withParent(to, () => fsp.rename(this.full(source), to));
+      await fsp.rename(from, to);
     } catch (err) {
-      if (isNotFound(err)) {
-        // Tell a missing source apart from a missing destination parent (already created above).
-        throw new PathNotFoundError(source, NAME);
-      }
-      throw err;
+      if (!isNotFound(err)) throw err;
+      // A missing source or a missing destination parent: create the parent only when the
+      // source exists, so a failed move leaves no empty directories behind.
+      await fsp.lstat(from).catch((e) => {
+        throw sourceMissing(e);
+      });
+      await fsp.mkdir(dirname(to), { recursive: true });
+      await fsp.rename(from, to).catch((e) => {
+        throw sourceMissing(e);
+      });
     }
     await syncDir(dirname(to));
   }
