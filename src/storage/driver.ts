@@ -29,7 +29,10 @@ export interface OpOptions {
 export interface FileWriter {
   /** Bytes held so far, including what an append writer found. */
   readonly size: number;
-  /** Resolves when the writer can take more (backpressure); bytes may still be buffered. */
+  /**
+   * Resolves when the writer can take more (backpressure); bytes may still be buffered. The
+   * writer may keep a reference to `chunk` until it is flushed: callers must not reuse it.
+   */
   write(chunk: Buffer): Promise<void>;
   /** Flush and release, keeping what was written for a later append writer. */
   close(): Promise<void>;
