@@ -4,8 +4,8 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { Command } from 'commander';
 import { ConfigError, loadConfig, type Config } from '../config/config.js';
-import { createRegistryServer } from '../api/server.js';
 import { createLogger } from '../log.js';
+import { createApp } from './app.js';
 import { Registry } from '../registry/registry.js';
 import { createDriver } from '../storage/factory.js';
 
@@ -36,25 +36,7 @@ async function serve(file: string | undefined): Promise<void> {
   const log = createLogger(config.log);
   for (const key of config.warnings) log.warn({ key }, `config: ${key} is not understood by Berth and is ignored`);
 
-  const driver = createDriver(config.storage);
-  const registry = new Registry(driver, {
-    deleteEnabled: config.storage.deleteEnabled,
-    readOnly: config.storage.readOnly,
-    redirectDisabled: config.storage.redirectDisabled,
-  });
-  const { server, shutdown } = createRegistryServer(
-    registry,
-    {
-      host: config.http.host,
-      relativeUrls: config.http.relativeUrls,
-      deleteEnabled: config.storage.deleteEnabled,
-      readOnly: config.storage.readOnly,
-      redirectDisabled: config.storage.redirectDisabled,
-      headers: config.http.headers,
-      accessLog: !config.log.accesslog.disabled,
-    },
-    log,
-  );
+  const { server, shutdown, registry } = createApp(config, log);
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

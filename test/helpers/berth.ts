@@ -7,9 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { buildConfig } from '../../src/config/config.js';
-import { createRegistryServer } from '../../src/api/server.js';
-import { Registry } from '../../src/registry/registry.js';
-import { createDriver } from '../../src/storage/factory.js';
+import { createApp } from '../../src/cli/app.js';
 
 export const CLI = resolve(import.meta.dirname, '../../src/cli/main.js');
 
@@ -42,25 +40,8 @@ export async function startInProcess(raw: Record<string, unknown> = {}): Promise
     root = (storage.filesystem as { rootdirectory: string }).rootdirectory;
   }
   const config = buildConfig({ ...raw, storage, http: { addr: '127.0.0.1:0', ...((raw.http as object) ?? {}) } });
-  const registry = new Registry(createDriver(config.storage), {
-    deleteEnabled: config.storage.deleteEnabled,
-    readOnly: config.storage.readOnly,
-    redirectDisabled: config.storage.redirectDisabled,
-  });
   const log = pino({ level: process.env.BERTH_TEST_LOG ? 'debug' : 'silent' });
-  const { server, shutdown } = createRegistryServer(
-    registry,
-    {
-      host: config.http.host,
-      relativeUrls: config.http.relativeUrls,
-      deleteEnabled: config.storage.deleteEnabled,
-      readOnly: config.storage.readOnly,
-      redirectDisabled: config.storage.redirectDisabled,
-      headers: config.http.headers,
-      accessLog: false,
-    },
-    log,
-  );
+  const { server, shutdown } = createApp(config, log);
   await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
   const port = (server.address() as AddressInfo).port;
   return {
