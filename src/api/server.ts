@@ -151,9 +151,14 @@ export function createRegistryServer(registry: Registry, options: ApiOptions, lo
       { message: err.code === 'HPE_HEADER_OVERFLOW' ? 'request headers too large' : 'malformed HTTP request' },
     );
     const body = JSON.stringify({ errors: [{ code: e.code, message: e.message, detail: e.detail }] });
-    socket.end(
-      `HTTP/1.1 ${e.status} Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    const headers: [string, string][] = [
+      ...Object.entries(BASE_HEADERS),
+      ...Object.entries(options.headers).flatMap(([k, vs]) => vs.map((v): [string, string] => [k, v])),
+      ['Content-Type', 'application/json'],
+      ['Content-Length', String(Buffer.byteLength(body))],
+      ['Connection', 'close'],
+    ];
+    socket.end(`HTTP/1.1 ${e.status} Bad Request\r\n${headers.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n${body}`);
   });
 
   const shutdown = async (drainTimeoutMs: number): Promise<void> => {

@@ -104,3 +104,55 @@ export class Client {
     return { digest, manifest, body, layers: layerDigests, config: configDigest };
   }
 }
+
+export interface RawResponse {
+  status: number;
+  headers: import('node:http').IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/**
+ * A request through node:http with the path sent exactly as given (fetch normalises `..`,
+ * `%2e` and the like, which tests of name validation must not have happen).
+ */
+export async function rawRequest(
+  baseUrl: string,
+  method: string,
+  path: string,
+  opts: { headers?: Record<string, string>; body?: Buffer | string } = {},
+): Promise<RawResponse> {
+  const { request } = await import('node:http');
+  const u = new URL(baseUrl);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: u.hostname, port: u.port, method, path, headers: opts.headers ?? {} }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+/** Asserts a raw response is an error with the given status and OCI error code. */
+export function expectRawError(res: RawResponse, status: number, code: string): ErrorBody {
+  const text = res.body.toString('utf8');
+  assert.equal(res.status, status, `expected ${status} ${code}, got ${res.status}: ${text}`);
+  assert.equal(res.headers['docker-distribution-api-version'], 'registry/2.0');
+  if (text === '') return { errors: [] }; // HEAD
+  assert.match(String(res.headers['content-type'] ?? ''), /application\/json/);
+  const body = JSON.parse(text) as ErrorBody;
+  assert.ok(Array.isArray(body.errors) && body.errors.length > 0, `no errors array: ${text}`);
+  assert.equal(body.errors[0]!.code, code, `wrong code in ${text}`);
+  return body;
+}
+
+/** The target of a `Link: <url>; rel="next"` header, or null when there is none. */
+export function nextLink(res: Response): string | null {
+  const link = res.headers.get('link');
+  if (link === null) return null;
+  const m = /^<([^>]+)>;\s*rel="next"$/.exec(link.trim());
+  assert.ok(m, `malformed Link header: ${link}`);
+  return m[1]!;
+}

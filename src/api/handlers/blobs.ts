@@ -5,13 +5,17 @@ import { RegistryError } from '../../errors/codes.js';
 import { parseDigest } from '../../oci/digest.js';
 import { assertDeletable, repoOf, sendEmpty, type Ctx } from '../context.js';
 
-/** Parses a single `bytes=` range against `size`; null when absent; RANGE_INVALID when unusable. */
+/**
+ * Parses a single `bytes=` range against `size`. Null when absent or not understood (another
+ * unit, several ranges, malformed): RFC 9110 says such a Range is ignored and the whole
+ * content sent. RANGE_INVALID only for a well-formed range that cannot be satisfied.
+ */
 export function parseRange(header: string | undefined, size: number): { start: number; end: number } | null {
   if (header === undefined) return null;
   const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return null;
   const unsatisfiable = () =>
     new RegistryError('RANGE_INVALID', { range: header, size }, { message: `range ${header} not satisfiable`, headers: { 'Content-Range': `bytes */${size}` } });
-  if (!m || (m[1] === '' && m[2] === '')) throw unsatisfiable();
   let start: number;
   let end: number;
   if (m[1] === '') {
@@ -21,9 +25,11 @@ export function parseRange(header: string | undefined, size: number): { start: n
     end = size - 1;
   } else {
     start = Number(m[1]);
-    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    end = m[2] === '' ? size - 1 : Number(m[2]);
+    if (end < start) return null; // syntactically invalid: ignored
+    end = Math.min(end, size - 1);
   }
-  if (start > end || start >= size) throw unsatisfiable();
+  if (start >= size) throw unsatisfiable();
   return { start, end };
 }
 
