@@ -8,7 +8,7 @@ import { assertDeletable, repoOf, sendEmpty, type Ctx } from '../context.js';
 /**
  * Parses a single `bytes=` range against `size`. Null when absent or not understood (another
  * unit, several ranges, malformed): RFC 9110 says such a Range is ignored and the whole
- * content sent. RANGE_INVALID only for a well-formed range that cannot be satisfied.
+ * content sent. RANGE_INVALID for a range that cannot be satisfied or ends before it starts.
  */
 export function parseRange(header: string | undefined, size: number): { start: number; end: number } | null {
   if (header === undefined) return null;
@@ -26,7 +26,7 @@ export function parseRange(header: string | undefined, size: number): { start: n
   } else {
     start = Number(m[1]);
     end = m[2] === '' ? size - 1 : Number(m[2]);
-    if (end < start) return null; // syntactically invalid: ignored
+    if (end < start) throw unsatisfiable(); // an invalid range-spec may be rejected (RFC 9110 §14.2)
     end = Math.min(end, size - 1);
   }
   if (start >= size) throw unsatisfiable();
