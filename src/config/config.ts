@@ -53,6 +53,18 @@ const filesystemSchema = z.object({
   rootdirectory: z.string().min(1).default('/var/lib/registry'),
 });
 
+// Distribution's azure keys, plus `serviceurl` (a Berth extension: Azurite, private endpoints).
+const azureSchema = z.object({
+  accountname: z.string().min(1),
+  accountkey: z.string().min(1),
+  container: z
+    .string()
+    .regex(/^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$/, 'an Azure container name: 3-63 of a-z, 0-9 and single inner hyphens'),
+  rootdirectory: z.string().default(''),
+  realm: z.string().min(1).default('core.windows.net'),
+  serviceurl: z.string().url().optional(),
+});
+
 const schema = z.object({
   version: z.union([z.string(), z.number()]).optional(),
   log: z
@@ -67,6 +79,7 @@ const schema = z.object({
     .object({
       filesystem: z.union([filesystemSchema, z.null()]).optional(),
       inmemory: z.union([z.object({}).passthrough(), z.null()]).optional(),
+      azure: azureSchema.optional(),
       ...storageCommon,
     })
     .default({}),
@@ -85,9 +98,12 @@ const schema = z.object({
 
 type Raw = z.infer<typeof schema>;
 
+export type AzureConfig = z.infer<typeof azureSchema>;
+
 export type StorageConfig =
   | { driver: 'filesystem'; filesystem: { rootdirectory: string } }
-  | { driver: 'inmemory' };
+  | { driver: 'inmemory' }
+  | { driver: 'azure'; azure: AzureConfig };
 
 export interface Config {
   log: Raw['log'];
@@ -117,6 +133,7 @@ const KNOWN: Record<string, unknown> = {
   storage: {
     filesystem: { rootdirectory: 1 },
     inmemory: '*',
+    azure: { accountname: 1, accountkey: 1, container: 1, rootdirectory: 1, realm: 1, serviceurl: 1 },
     delete: { enabled: 1 },
     redirect: { disable: 1 },
     maintenance: { uploadpurging: { enabled: 1, age: 1, interval: 1, dryrun: 1 }, readonly: { enabled: 1 } },
@@ -129,7 +146,6 @@ const REFUSED: Record<string, string> = {
   auth: 'authentication is not implemented yet; refusing to start an open registry',
   'http.tls': 'TLS is not implemented yet; refusing to serve plain HTTP where TLS was asked for',
   'storage.s3': 'the s3 storage driver is not implemented yet',
-  'storage.azure': 'the azure storage driver is not implemented yet',
   'storage.gcs': 'the gcs storage driver is not implemented yet',
   'storage.swift': 'the swift storage driver is not supported',
   'storage.oss': 'the oss storage driver is not supported',
@@ -148,7 +164,10 @@ function unknownKeys(raw: unknown, known: unknown, prefix: string, out: string[]
 
 /** Applies REGISTRY_A_B_C=value as raw.a.b.c = value (keys lower-cased, as Distribution does). */
 export function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
-  for (const [name, value] of Object.entries(env)) {
+  // REGISTRY_STORAGE goes last, so the driver it selects wins whatever the variables' order
+  // (a REGISTRY_STORAGE_FILESYSTEM_* after it would otherwise add a second driver).
+  const entries = Object.entries(env).sort(([a], [b]) => Number(a === 'REGISTRY_STORAGE') - Number(b === 'REGISTRY_STORAGE'));
+  for (const [name, value] of entries) {
     if (!name.startsWith('REGISTRY_') || value === undefined) continue;
     const segs = name.slice('REGISTRY_'.length).toLowerCase().split('_').filter(Boolean);
     if (segs.length === 0) continue;
@@ -207,13 +226,15 @@ export function buildConfig(raw: Record<string, unknown>): Config {
   }
   const c = parsed.data;
 
-  const drivers = (['filesystem', 'inmemory'] as const).filter((d) => Object.hasOwn(c.storage, d));
+  const drivers = (['filesystem', 'inmemory', 'azure'] as const).filter((d) => Object.hasOwn(c.storage, d));
   if (drivers.length > 1) throw new ConfigError(`config: storage: more than one driver configured (${drivers.join(', ')})`);
   const driver = drivers[0] ?? 'filesystem';
   const storage: StorageConfig =
     driver === 'inmemory'
       ? { driver }
-      : { driver, filesystem: { rootdirectory: resolve(c.storage.filesystem?.rootdirectory ?? './data') } };
+      : driver === 'azure'
+        ? { driver, azure: c.storage.azure! }
+        : { driver: 'filesystem', filesystem: { rootdirectory: resolve(c.storage.filesystem?.rootdirectory ?? './data') } };
 
   const purge = c.storage.maintenance.uploadpurging;
   const headers: Record<string, string[]> = {};

@@ -240,6 +240,8 @@ export class UploadStore {
         if (!isPathNotFound(err)) throw err;
         started = NaN;
       }
+      // No readable start time (a torn session): fall back to the directory's time, which object
+      // stores report as the epoch, so such debris is purged at the first run.
       if (Number.isNaN(started)) started = (await this.driver.stat(dir)).modTime.getTime();
       if (now - started < ageMs) continue;
       removed.push(uuid);

@@ -1,5 +1,6 @@
 // Builds the configured driver, wrapped in the base driver.
 import { BaseDriver } from './base.js';
+import { AzureDriver } from './drivers/azure/index.js';
 import { FilesystemDriver } from './drivers/filesystem/index.js';
 import { InMemoryDriver } from './drivers/inmemory/index.js';
 import type { StorageConfig } from '../config/config.js';
@@ -10,5 +11,7 @@ export function createDriver(storage: StorageConfig): BaseDriver {
       return new BaseDriver(new FilesystemDriver(storage.filesystem));
     case 'inmemory':
       return new BaseDriver(new InMemoryDriver());
+    case 'azure':
+      return new BaseDriver(new AzureDriver(storage.azure));
   }
 }

@@ -1,0 +1,217 @@
+// End-to-end on Azure Blob Storage: two `berth serve` processes share one Azurite container
+// (the scale-out setup: stateless replicas over object storage). One is configured by a
+// config file and redirects blob GETs to read-only SAS URLs (skopeo then fetches the bytes
+// from Azurite itself); the other is configured by REGISTRY_* variables alone, with
+// `storage.redirect.disable: true`, and streams blobs through Berth. Images pushed by skopeo
+// through either come back byte-identical through both, a multi-arch index included, and a
+// chunked upload can hop between the two processes.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { BlobServiceClient, StorageSharedKeyCredential, type ContainerClient } from '@azure/storage-blob';
+import { startProcess, tempDir, type BerthProcess } from '../helpers/berth.js';
+import { containerName, tryStartAzurite, type RunningAzurite } from '../helpers/azurite.js';
+import { accessLog, buildImageIn, fetchBlob, fetchManifest, lowercaseTempDir, sha256, type AccessLogEntry } from '../helpers/containers.js';
+import { have, run } from '../helpers/exec.js';
+import type { BuiltImage } from '../helpers/images.js';
+
+const ROOT = 'berth-e2e';
+
+describe('skopeo through berth serve on Azure (Azurite)', () => {
+  let azurite: RunningAzurite | undefined;
+  let skip: string | false = have('skopeo') ? false : 'skopeo is not installed';
+  let container: string;
+  let raw: ContainerClient;
+  /** Redirects blob GETs (the default), configured by a config file. */
+  let redirecting: BerthProcess;
+  /** storage.redirect.disable: true, configured by environment variables only. */
+  let streaming: BerthProcess;
+  const dirs: string[] = [];
+
+  before(async () => {
+    if (skip) return;
+    const started = await tryStartAzurite();
+    if (!started.azurite) {
+      skip = started.skip;
+      return;
+    }
+    const az = (azurite = started.azurite);
+    container = containerName('e2e');
+    raw = new BlobServiceClient(az.serviceUrl, new StorageSharedKeyCredential(az.account, az.key)).getContainerClient(container);
+    const config = [
+      'version: 0.1',
+      'storage:',
+      '  azure:',
+      `    accountname: ${az.account}`,
+      `    accountkey: "${az.key}"`,
+      `    container: ${container}`,
+      `    rootdirectory: /${ROOT}`,
+      `    serviceurl: ${az.serviceUrl}`,
+      '  delete:',
+      '    enabled: true',
+      '',
+    ].join('\n');
+    // startProcess also sets REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY; REGISTRY_STORAGE=azure
+    // selects the azure driver over it, as it would over a filesystem section in the file.
+    redirecting = await startProcess({ config, env: { REGISTRY_STORAGE: 'azure' } });
+    streaming = await startProcess({
+      env: {
+        REGISTRY_STORAGE: 'azure',
+        REGISTRY_STORAGE_AZURE_ACCOUNTNAME: az.account,
+        REGISTRY_STORAGE_AZURE_ACCOUNTKEY: az.key,
+        REGISTRY_STORAGE_AZURE_CONTAINER: container,
+        REGISTRY_STORAGE_AZURE_ROOTDIRECTORY: ROOT,
+        REGISTRY_STORAGE_AZURE_SERVICEURL: az.serviceUrl,
+        REGISTRY_STORAGE_REDIRECT_DISABLE: 'true',
+      },
+    });
+  });
+
+  after(async () => {
+    await redirecting?.stop();
+    await streaming?.stop();
+    await raw?.deleteIfExists().catch(() => {});
+    await azurite?.stop();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  const image = (opts: Parameters<typeof buildImageIn>[1]): BuiltImage => {
+    const scratch = lowercaseTempDir();
+    dirs.push(scratch);
+    return buildImageIn(scratch, opts);
+  };
+  const scratch = (): string => {
+    const d = tempDir('berth-azure-out-');
+    dirs.push(d);
+    return d;
+  };
+  const skopeo = (args: string[]) => run('skopeo', ['--insecure-policy', ...args], { timeoutMs: 180_000 });
+  const copy = (src: string, dest: string, extra: string[] = []) =>
+    skopeo(['copy', '--src-tls-verify=false', '--dest-tls-verify=false', ...extra, src, dest]);
+
+  /** Every blob of `img` in an OCI layout equals what was built. */
+  function assertLayout(dir: string, img: BuiltImage, digests: Iterable<string>): void {
+    const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+    assert.equal(index.manifests[0]!.digest, img.digest);
+    for (const d of digests) {
+      const got = readFileSync(join(dir, 'blobs', ...d.split(':')));
+      assert.ok(got.equals(img.blobs.get(d)!), `blob ${d} differs`);
+    }
+  }
+
+  /**
+   * Access-log records of blob GETs for `repo` in a process's output, once there are at least
+   * `count` (Berth logs asynchronously: the last records may land after skopeo exits).
+   */
+  async function blobGets(berth: BerthProcess, repo: string, count: number): Promise<AccessLogEntry[]> {
+    const prefix = `/v2/${repo}/blobs/sha256:`;
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const gets = accessLog(berth.output()).filter((e) => e.method === 'GET' && e.path.startsWith(prefix));
+      if (gets.length >= count) return gets;
+      if (Date.now() > deadline) throw new Error(`${gets.length} of ${count} blob GETs of ${repo} logged:\n${berth.output().slice(-4000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  test('push, then pull through a 307 to a SAS URL and through Berth itself: byte-identical', { timeout: 300_000 }, async (t) => {
+    if (skip) return t.skip(skip);
+    // Layers of 6 MiB of incompressible data: several 4 MiB blocks per blob.
+    const img = image({ tag: 'v1', layers: 2, layerSize: 6 << 20, seed: 'azure-single' });
+    const m = img.manifests[0]!;
+    const all = [img.digest, m.config.digest, ...m.layers.map((l) => l.digest)];
+    await copy(img.ref, `docker://${redirecting.host}/e2e/single:v1`);
+
+    // Stored in Distribution's layout under the root directory, as block blobs.
+    for (const l of m.layers) {
+      const name = `${ROOT}/docker/registry/v2/blobs/sha256/${l.digest.slice(7, 9)}/${l.digest.slice(7)}/data`;
+      const props = await raw.getBlobClient(name).getProperties();
+      assert.equal(props.contentLength, l.size);
+      assert.equal(props.blobType, 'BlockBlob');
+    }
+    // No upload session is left behind.
+    const uploads: string[] = [];
+    for await (const b of raw.listBlobsFlat({ prefix: `${ROOT}/docker/registry/v2/repositories/e2e/single/_uploads/` })) uploads.push(b.name);
+    assert.deepEqual(uploads, []);
+
+    // The redirecting process answers blob GETs with 307 to Azurite; skopeo follows.
+    const viaRedirect = join(scratch(), 'layout');
+    await copy(`docker://${redirecting.host}/e2e/single:v1`, `oci:${viaRedirect}:v1`);
+    assertLayout(viaRedirect, img, all);
+    const redirected = await blobGets(redirecting, 'e2e/single', all.length - 1);
+    assert.ok(redirected.length >= 3, `blob GETs: ${JSON.stringify(redirected)}`);
+    assert.ok(redirected.every((e) => e.status === 307), `expected only 307s: ${JSON.stringify(redirected)}`);
+    const direct = await fetchBlob(redirecting.url, 'e2e/single', m.layers[0]!.digest);
+    assert.equal(direct.status, 307);
+    const location = direct.headers.get('location')!;
+    assert.ok(location.startsWith(`${azurite!.serviceUrl}/${container}/${ROOT}/docker/registry/v2/blobs/sha256/`), location);
+    assert.equal(new URL(location).searchParams.get('sp'), 'r', 'a read-only SAS');
+
+    // The other process (redirects disabled) streams the same stored blobs itself.
+    const viaBerth = join(scratch(), 'layout');
+    await copy(`docker://${streaming.host}/e2e/single:v1`, `oci:${viaBerth}:v1`);
+    assertLayout(viaBerth, img, all);
+    const streamed = await blobGets(streaming, 'e2e/single', all.length - 1);
+    assert.ok(streamed.length >= 3 && streamed.every((e) => e.status === 200), `expected only 200s: ${JSON.stringify(streamed)}`);
+    const got = await fetchBlob(streaming.url, 'e2e/single', m.layers[1]!.digest);
+    assert.equal(got.status, 200);
+    assert.ok(got.body.equals(img.blobs.get(m.layers[1]!.digest)!));
+  });
+
+  test('copy --all of a two-platform index through either process keeps every digest and byte', { timeout: 300_000 }, async (t) => {
+    if (skip) return t.skip(skip);
+    const img = image({ tag: 'v1', platforms: ['linux/amd64', 'linux/arm64'], layers: 2, seed: 'azure-multi' });
+    // Pushed through the streaming process, read back through both.
+    await copy(img.ref, `docker://${streaming.host}/e2e/multi:v1`, ['--all']);
+    for (const berth of [redirecting, streaming]) {
+      const top = await fetchManifest(berth.url, 'e2e/multi', 'v1');
+      assert.equal(top.status, 200);
+      assert.equal(top.headers.get('docker-content-digest'), img.digest);
+      assert.ok(top.body.equals(img.blobs.get(img.digest)!));
+      const out = join(scratch(), 'all');
+      await copy(`docker://${berth.host}/e2e/multi:v1`, `oci:${out}:v1`, ['--all']);
+      assertLayout(out, img, img.blobs.keys());
+    }
+    const redirected = await blobGets(redirecting, 'e2e/multi', img.blobs.size - 3);
+    assert.ok(redirected.length > 0 && redirected.every((e) => e.status === 307), JSON.stringify(redirected));
+    // And a registry-to-registry copy within Berth on Azure, pulled per platform.
+    await copy(`docker://${redirecting.host}/e2e/multi:v1`, `docker://${redirecting.host}/e2e/multi-copy:v1`, ['--all']);
+    const arm = img.manifests.find((m) => m.platform.architecture === 'arm64')!;
+    const out = join(scratch(), 'arm');
+    await skopeo(['--override-arch', 'arm64', 'copy', '--src-tls-verify=false', `docker://${streaming.host}/e2e/multi-copy:v1`, `oci:${out}:v1`]);
+    const index = JSON.parse(readFileSync(join(out, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+    assert.equal(index.manifests[0]!.digest, arm.digest);
+  });
+
+  test('a chunked upload hops between the two processes and completes with the right digest', { timeout: 120_000 }, async (t) => {
+    if (skip) return t.skip(skip);
+    const parts = [Buffer.alloc(5 << 20, 1), Buffer.from('middle chunk'), Buffer.alloc(3 << 20, 7)];
+    const whole = Buffer.concat(parts);
+    const digest = sha256(whole);
+    const start = await fetch(`${redirecting.url}/v2/e2e/chunked/blobs/uploads/`, { method: 'POST' });
+    assert.equal(start.status, 202);
+    const path = new URL(start.headers.get('location')!, redirecting.url).pathname;
+    let offset = 0;
+    const servers = [streaming, redirecting, streaming];
+    for (const [i, part] of parts.entries()) {
+      const res = await fetch(`${servers[i]!.url}${path}`, {
+        method: 'PATCH',
+        headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${offset}-${offset + part.length - 1}` },
+        body: part,
+      });
+      assert.equal(res.status, 202, `PATCH ${i}: ${await res.text()}`);
+      offset += part.length;
+      assert.equal(res.headers.get('range'), `0-${offset - 1}`);
+    }
+    // The status is read from storage by the other process.
+    const status = await fetch(`${redirecting.url}${path}`);
+    assert.equal(status.status, 204);
+    assert.equal(status.headers.get('range'), `0-${offset - 1}`);
+    const done = await fetch(`${redirecting.url}${path}?digest=${digest}`, { method: 'PUT' });
+    assert.equal(done.status, 201, await done.text());
+    const got = await fetchBlob(streaming.url, 'e2e/chunked', digest);
+    assert.equal(got.status, 200);
+    assert.ok(got.body.equals(whole));
+  });
+});
