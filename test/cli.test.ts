@@ -35,7 +35,7 @@ test('a bad config fails at start with one line naming the key', () => {
     ['version: 0.1\nstorage:\n  delete:\n    enabled: maybe\n', /^berth: config: storage\.delete\.enabled: /],
     ['version: 0.1\nhttp:\n  addr: 5000\n', /^berth: config: http\.addr: /],
     ['version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /tmp/x\n  inmemory:\n', /^berth: config: storage: more than one driver/],
-    ['version: 0.1\nauth:\n  htpasswd:\n    realm: r\n    path: /x\n', /^berth: config: auth: /],
+    ['version: 0.1\nauth:\n  htpasswd:\n    realm: r\n    path: /x\n', /^berth: config: cannot read htpasswd file \/x/],
     ['{ not yaml', /^berth: config: .* is not valid YAML/],
   ];
   for (const [yaml, re] of cases) {

@@ -50,12 +50,16 @@ test('REGISTRY_STORAGE selects the driver and keeps driver-independent keys', ()
   assert.equal(c.storage.deleteEnabled, true);
 });
 
-test('unknown keys are warnings; security-relevant unsupported sections are errors', () => {
+test('unknown keys are warnings; unsupported drivers and incomplete security sections are errors', () => {
   const c = buildConfig({ version: 0.1, notifications: { endpoints: [] }, http: { addr: ':1', debug: { addr: ':2' } } });
   assert.deepEqual(c.warnings.sort(), ['http.debug', 'notifications']);
-  assert.throws(() => buildConfig({ auth: { token: {} } }), (e: Error) => e instanceof ConfigError && /^config: auth: /.test(e.message));
-  assert.throws(() => buildConfig({ http: { tls: { certificate: 'x' } } }), /config: http\.tls: /);
-  assert.throws(() => buildConfig({ storage: { s3: { bucket: 'b' } } }), /config: storage\.s3: /);
+  assert.throws(() => buildConfig({ auth: { token: {} } }), (e: Error) => e instanceof ConfigError && /^config: auth\.token/.test(e.message));
+  assert.throws(() => buildConfig({ auth: {} }), /config: auth: configure one of/);
+  assert.throws(() => buildConfig({ http: { tls: { certificate: 'x' } } }), /config: http\.tls/);
+  assert.throws(() => buildConfig({ storage: { gcs: { bucket: 'b' } } }), /config: storage\.gcs: /);
+  // complete sections parse
+  assert.equal(buildConfig({ auth: { htpasswd: { realm: 'r', path: '/etc/htpasswd' } } }).warnings.length, 0);
+  assert.equal(buildConfig({ http: { tls: { certificate: '/c.pem', key: '/k.pem' } } }).warnings.length, 0);
 });
 
 test('invalid values name their key', () => {

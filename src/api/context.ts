@@ -1,6 +1,8 @@
 // The per-request context handed to handlers, and small response helpers.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import type { TlsOptions } from 'node:tls';
+import type { AuthHook } from '../auth/index.js';
 import { RegistryError } from '../errors/codes.js';
 import type { Registry, Repository } from '../registry/registry.js';
 
@@ -14,6 +16,10 @@ export interface ApiOptions {
   /** Extra headers on every response (http.headers). */
   headers: Record<string, string[]>;
   accessLog: boolean;
+  /** Authentication and authorization (auth.*); absent: an open registry. */
+  auth?: AuthHook;
+  /** http.tls: serve HTTPS with these node:tls options. */
+  tls?: TlsOptions;
 }
 
 export interface Ctx {

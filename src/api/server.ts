@@ -2,6 +2,7 @@
 // the path's suffix), the access log, and graceful shutdown.
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { RegistryError } from '../errors/codes.js';
@@ -120,8 +121,11 @@ export function createRegistryServer(registry: Registry, options: ApiOptions, lo
 
     const socket = req.socket;
     try {
+      // The access controller's own endpoints (the token server's /token) come before routing.
+      if (options.auth && (await options.auth.intercept(ctx))) return;
       const { handler, params } = matchRoute(req.method ?? 'GET', ctx.path);
       ctx.params = params;
+      if (options.auth) await options.auth.authorize(ctx);
       await handler(ctx);
     } catch (err) {
       if (socket.destroyed || res.destroyed) {
@@ -134,9 +138,13 @@ export function createRegistryServer(registry: Registry, options: ApiOptions, lo
     }
   };
 
-  const server = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, (req, res) => {
+  const serverOptions = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 };
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
     void handle(req, res);
-  });
+  };
+  const server: http.Server = options.tls
+    ? (https.createServer({ ...serverOptions, ...options.tls }, listener) as unknown as http.Server)
+    : http.createServer(serverOptions, listener);
 
   // A malformed request (bad framing, or a TLS ClientHello on this plain-HTTP port) gets a
   // quick 400 and the connection is closed, so TLS-first clients fall back to HTTP at once.

@@ -36,7 +36,19 @@ async function serve(file: string | undefined): Promise<void> {
   const log = createLogger(config.log);
   for (const key of config.warnings) log.warn({ key }, `config: ${key} is not understood by Berth and is ignored`);
 
-  const { server, shutdown, registry } = createApp(config, log);
+  let app: ReturnType<typeof createApp>;
+  try {
+    app = createApp(config, log);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`berth: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const { server, shutdown, registry, auth } = app;
+  if (auth) log.info({ auth: auth.kind }, 'authentication enabled');
+  if (auth?.reload) process.on('SIGHUP', () => void auth.reload!().catch((err) => log.error({ error: (err as Error).message }, 'auth: reload failed')));
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -58,7 +70,7 @@ async function serve(file: string | undefined): Promise<void> {
   const address = server.address();
   const where = typeof address === 'string' ? address : `${(address as AddressInfo).address}:${(address as AddressInfo).port}`;
   log.info(
-    { addr: where, port: typeof address === 'object' ? address?.port : undefined, storage: config.storage.driver, version: pkg.version },
+    { addr: where, tls: Boolean(config.http.tls), port: typeof address === 'object' ? address?.port : undefined, storage: config.storage.driver, version: pkg.version },
     'listening',
   );
 

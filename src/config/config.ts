@@ -65,6 +65,88 @@ const azureSchema = z.object({
   serviceurl: z.string().url().optional(),
 });
 
+const MiB = 1024 * 1024;
+/** A byte count: a number, or a string of digits (from the environment). */
+const bytes = (def: number, min: number, max: number) =>
+  z.preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v), z.number().int().min(min).max(max)).default(def);
+
+// Distribution's s3 keys (plus `keyid` and `sessiontoken`, which Distribution also has).
+const s3Schema = z
+  .object({
+    region: z.string().min(1),
+    regionendpoint: z.string().min(1).optional(),
+    bucket: z.string().min(1).regex(/^[^/]+$/, 'a bucket name, without /'),
+    rootdirectory: z.string().default(''),
+    accesskey: z.string().min(1).optional(),
+    secretkey: z.string().min(1).optional(),
+    sessiontoken: z.string().min(1).optional(),
+    forcepathstyle: bool(false),
+    secure: bool(true),
+    chunksize: bytes(10 * MiB, 5 * MiB, 5 * 1024 * MiB),
+    multipartcopychunksize: bytes(32 * MiB, 5 * MiB, 5 * 1024 * MiB),
+    multipartcopythresholdsize: bytes(32 * MiB, 0, 5 * 1024 * MiB),
+    encrypt: bool(false),
+    keyid: z.string().min(1).optional(),
+    storageclass: z
+      .enum(['STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'OUTPOSTS', 'NONE'])
+      .default('STANDARD'),
+  })
+  .refine((o) => (o.accesskey === undefined) === (o.secretkey === undefined), {
+    message: 'accesskey and secretkey go together (leave both out for the default credential chain)',
+    path: ['secretkey'],
+  });
+
+// Authentication (issue 5): Distribution's `htpasswd` and `token` keys, plus Berth's own
+// `tokenserver`. Exactly one mode may be configured.
+const authSchema = z
+  .object({
+    htpasswd: z.object({ realm: z.string().min(1), path: z.string().min(1) }).strict().optional(),
+    token: z
+      .object({
+        realm: z.string().url(),
+        service: z.string().min(1),
+        issuer: z.string().min(1),
+        rootcertbundle: z.string().min(1).optional(),
+        jwks: z.string().min(1).optional(),
+        autoredirect: bool(false),
+        autoredirectpath: z.string().startsWith('/').default('/auth/token'),
+      })
+      .strict()
+      .optional(),
+    tokenserver: z
+      .object({
+        realm: z.string().url().optional(),
+        service: z.string().min(1).default('berth'),
+        issuer: z.string().min(1).default('berth'),
+        key: z.string().min(1),
+        htpasswd: z.string().min(1),
+        policy: z.string().min(1),
+        expiration: duration('5m'),
+        refreshexpiration: duration('720h'),
+      })
+      .strict()
+      .optional(),
+    // Berth: failed authentications per client address before 429 TOOMANYREQUESTS.
+    throttle: z
+      .object({
+        maxfailures: z.preprocess((v) => (typeof v === 'string' ? Number(v) : v), z.number().int().min(1)).default(10),
+        window: duration('1m'),
+        lockout: duration('1m'),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+const tlsSchema = z
+  .object({
+    certificate: z.string().min(1),
+    key: z.string().min(1),
+    clientcas: z.union([z.array(z.string().min(1)), z.string().min(1)]).optional(),
+    minimumtls: z.enum(['tls1.2', 'tls1.3']).default('tls1.2'),
+  })
+  .strict();
+
 const schema = z.object({
   version: z.union([z.string(), z.number()]).optional(),
   log: z
@@ -80,6 +162,7 @@ const schema = z.object({
       filesystem: z.union([filesystemSchema, z.null()]).optional(),
       inmemory: z.union([z.object({}).passthrough(), z.null()]).optional(),
       azure: azureSchema.optional(),
+      s3: s3Schema.optional(),
       ...storageCommon,
     })
     .default({}),
@@ -92,18 +175,56 @@ const schema = z.object({
       relativeurls: bool(false),
       draintimeout: duration('10s'),
       headers: z.record(z.union([z.array(z.string()), z.string()])).default({ 'X-Content-Type-Options': ['nosniff'] }),
+      tls: tlsSchema.optional(),
     })
     .default({}),
+  auth: z.union([authSchema, z.null()]).optional(),
 });
 
 type Raw = z.infer<typeof schema>;
 
 export type AzureConfig = z.infer<typeof azureSchema>;
+export type S3Config = z.infer<typeof s3Schema>;
+
+export interface AuthThrottleConfig {
+  maxFailures: number;
+  windowMs: number;
+  lockoutMs: number;
+}
+
+export type AuthConfig = { throttle: AuthThrottleConfig } & (
+  | { mode: 'htpasswd'; htpasswd: { realm: string; path: string } }
+  | {
+      mode: 'token';
+      token: { realm: string; service: string; issuer: string; rootcertbundle?: string; jwks?: string; autoredirect: boolean; autoredirectpath: string };
+    }
+  | {
+      mode: 'tokenserver';
+      tokenserver: {
+        realm?: string;
+        service: string;
+        issuer: string;
+        key: string;
+        htpasswd: string;
+        policy: string;
+        expirationMs: number;
+        refreshExpirationMs: number;
+      };
+    }
+);
+
+export interface TlsConfig {
+  certificate: string;
+  key: string;
+  clientcas: string[];
+  minimumtls: 'tls1.2' | 'tls1.3';
+}
 
 export type StorageConfig =
   | { driver: 'filesystem'; filesystem: { rootdirectory: string } }
   | { driver: 'inmemory' }
-  | { driver: 'azure'; azure: AzureConfig };
+  | { driver: 'azure'; azure: AzureConfig }
+  | { driver: 's3'; s3: S3Config };
 
 export interface Config {
   log: Raw['log'];
@@ -121,7 +242,10 @@ export interface Config {
     relativeUrls: boolean;
     drainTimeoutMs: number;
     headers: Record<string, string[]>;
+    tls?: TlsConfig;
   };
+  /** Authentication; absent: an open registry (as before). */
+  auth?: AuthConfig;
   /** Keys that were present but are not understood (warned about at start). */
   warnings: string[];
 }
@@ -134,18 +258,28 @@ const KNOWN: Record<string, unknown> = {
     filesystem: { rootdirectory: 1 },
     inmemory: '*',
     azure: { accountname: 1, accountkey: 1, container: 1, rootdirectory: 1, realm: 1, serviceurl: 1 },
+    s3: {
+      region: 1, regionendpoint: 1, bucket: 1, rootdirectory: 1, accesskey: 1, secretkey: 1, sessiontoken: 1, forcepathstyle: 1,
+      secure: 1, chunksize: 1, multipartcopychunksize: 1, multipartcopythresholdsize: 1, encrypt: 1, keyid: 1, storageclass: 1,
+    },
     delete: { enabled: 1 },
     redirect: { disable: 1 },
     maintenance: { uploadpurging: { enabled: 1, age: 1, interval: 1, dryrun: 1 }, readonly: { enabled: 1 } },
   },
-  http: { addr: 1, net: 1, host: 1, secret: 1, relativeurls: 1, draintimeout: 1, headers: '*' },
+  http: {
+    addr: 1, net: 1, host: 1, secret: 1, relativeurls: 1, draintimeout: 1, headers: '*',
+    tls: { certificate: 1, key: 1, clientcas: 1, minimumtls: 1 },
+  },
+  auth: {
+    htpasswd: { realm: 1, path: 1 },
+    token: { realm: 1, service: 1, issuer: 1, rootcertbundle: 1, jwks: 1, autoredirect: 1, autoredirectpath: 1 },
+    tokenserver: { realm: 1, service: 1, issuer: 1, key: 1, htpasswd: 1, policy: 1, expiration: 1, refreshexpiration: 1 },
+    throttle: { maxfailures: 1, window: 1, lockout: 1 },
+  },
 };
 
 // Distribution sections that would change security if silently ignored: refuse to start.
 const REFUSED: Record<string, string> = {
-  auth: 'authentication is not implemented yet; refusing to start an open registry',
-  'http.tls': 'TLS is not implemented yet; refusing to serve plain HTTP where TLS was asked for',
-  'storage.s3': 'the s3 storage driver is not implemented yet',
   'storage.gcs': 'the gcs storage driver is not implemented yet',
   'storage.swift': 'the swift storage driver is not supported',
   'storage.oss': 'the oss storage driver is not supported',
@@ -160,6 +294,16 @@ function unknownKeys(raw: unknown, known: unknown, prefix: string, out: string[]
     if (k === undefined) out.push(path);
     else unknownKeys((raw as Record<string, unknown>)[key], k, path, out);
   }
+}
+
+/**
+ * For a value that may take several shapes (a section or null), zod reports only "Invalid
+ * input" at the section; the branch whose complaint lies deepest names the real key.
+ */
+function deepestIssue(issue: z.ZodIssue): z.ZodIssue {
+  if (issue.code !== 'invalid_union') return issue;
+  const inner = issue.unionErrors.flatMap((e) => e.issues).map(deepestIssue);
+  return inner.reduce((best, i) => (i.path.length > best.path.length ? i : best), issue);
 }
 
 /** Applies REGISTRY_A_B_C=value as raw.a.b.c = value (keys lower-cased, as Distribution does). */
@@ -221,12 +365,12 @@ export function buildConfig(raw: Record<string, unknown>): Config {
 
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
+    const issue = deepestIssue(parsed.error.issues[0]!);
     throw new ConfigError(`config: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
   }
   const c = parsed.data;
 
-  const drivers = (['filesystem', 'inmemory', 'azure'] as const).filter((d) => Object.hasOwn(c.storage, d));
+  const drivers = (['filesystem', 'inmemory', 'azure', 's3'] as const).filter((d) => Object.hasOwn(c.storage, d));
   if (drivers.length > 1) throw new ConfigError(`config: storage: more than one driver configured (${drivers.join(', ')})`);
   const driver = drivers[0] ?? 'filesystem';
   const storage: StorageConfig =
@@ -234,7 +378,17 @@ export function buildConfig(raw: Record<string, unknown>): Config {
       ? { driver }
       : driver === 'azure'
         ? { driver, azure: c.storage.azure! }
-        : { driver: 'filesystem', filesystem: { rootdirectory: resolve(c.storage.filesystem?.rootdirectory ?? './data') } };
+        : driver === 's3'
+          ? { driver, s3: c.storage.s3! }
+          : { driver: 'filesystem', filesystem: { rootdirectory: resolve(c.storage.filesystem?.rootdirectory ?? './data') } };
+
+  const auth = buildAuth(c.auth);
+  const tls: TlsConfig | undefined = c.http.tls && {
+    certificate: resolve(c.http.tls.certificate),
+    key: resolve(c.http.tls.key),
+    clientcas: (c.http.tls.clientcas === undefined ? [] : Array.isArray(c.http.tls.clientcas) ? c.http.tls.clientcas : [c.http.tls.clientcas]).map((f) => resolve(f)),
+    minimumtls: c.http.tls.minimumtls,
+  };
 
   const purge = c.storage.maintenance.uploadpurging;
   const headers: Record<string, string[]> = {};
@@ -262,7 +416,50 @@ export function buildConfig(raw: Record<string, unknown>): Config {
       relativeUrls: c.http.relativeurls,
       drainTimeoutMs: parseDuration(c.http.draintimeout, 'http.draintimeout'),
       headers,
+      ...(tls ? { tls } : {}),
     },
+    ...(auth ? { auth } : {}),
     warnings,
+  };
+}
+
+function buildAuth(a: Raw['auth']): AuthConfig | undefined {
+  if (a === undefined || a === null) return undefined;
+  const modes = (['htpasswd', 'token', 'tokenserver'] as const).filter((m) => a[m] !== undefined);
+  if (modes.length === 0) throw new ConfigError('config: auth: configure one of htpasswd, token or tokenserver (or remove the auth section)');
+  if (modes.length > 1) throw new ConfigError(`config: auth: only one mode may be configured (found ${modes.join(', ')})`);
+  const throttle: AuthThrottleConfig = {
+    maxFailures: a.throttle.maxfailures,
+    windowMs: parseDuration(a.throttle.window, 'auth.throttle.window'),
+    lockoutMs: parseDuration(a.throttle.lockout, 'auth.throttle.lockout'),
+  };
+  if (a.htpasswd) return { throttle, mode: 'htpasswd', htpasswd: { realm: a.htpasswd.realm, path: resolve(a.htpasswd.path) } };
+  if (a.token) {
+    const t = a.token;
+    if (!t.rootcertbundle && !t.jwks) throw new ConfigError('config: auth.token: rootcertbundle or jwks is required (the keys tokens are verified with)');
+    return {
+      throttle,
+      mode: 'token',
+      token: {
+        ...t,
+        rootcertbundle: t.rootcertbundle && resolve(t.rootcertbundle),
+        jwks: t.jwks && resolve(t.jwks),
+      },
+    };
+  }
+  const s = a.tokenserver!;
+  return {
+    throttle,
+    mode: 'tokenserver',
+    tokenserver: {
+      realm: s.realm,
+      service: s.service,
+      issuer: s.issuer,
+      key: resolve(s.key),
+      htpasswd: resolve(s.htpasswd),
+      policy: resolve(s.policy),
+      expirationMs: parseDuration(s.expiration, 'auth.tokenserver.expiration'),
+      refreshExpirationMs: parseDuration(s.refreshexpiration, 'auth.tokenserver.refreshexpiration'),
+    },
   };
 }

@@ -161,3 +161,35 @@ export async function walkByListing(
   };
   await recurse(path);
 }
+
+/** Runs fn over items with at most `width` in flight; rejects with the first failure. */
+export async function runLimited<T>(items: readonly T[], width: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const workers = Array.from({ length: Math.min(Math.max(1, width), items.length) }, async () => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        await fn(items[i]!, i);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  });
+  await Promise.all(workers);
+}
+
+/**
+ * Optional driver capability: removing what interrupted writes left behind in the backend
+ * outside of any path (S3's incomplete multipart uploads). `olderThanMs` spares writes in
+ * progress; returns a description of each item removed (or that would be, with `dryRun`).
+ */
+export interface StaleWritePurger {
+  purgeStaleWrites(olderThanMs: number, opts?: { dryRun?: boolean } & OpOptions): Promise<string[]>;
+}
+
+/** Whether a driver (the inner driver, not the base wrapper) can purge stale writes. */
+export function canPurgeStaleWrites(driver: unknown): driver is StaleWritePurger {
+  return typeof (driver as Partial<StaleWritePurger> | null)?.purgeStaleWrites === 'function';
+}

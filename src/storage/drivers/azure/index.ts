@@ -30,6 +30,7 @@ import {
   childPath,
   compareNames,
   paginate,
+  runLimited,
   type FileInfo,
   type FileWriter,
   type ListPage,
@@ -384,13 +385,4 @@ export class AzureDriver implements StorageDriver {
     };
     await recurse(path);
   }
-}
-
-/** Runs fn over items with at most `width` in flight. */
-async function runLimited<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(width, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  });
-  await Promise.all(workers);
 }
