@@ -3,6 +3,7 @@ import { BaseDriver } from './base.js';
 import { AzureDriver } from './drivers/azure/index.js';
 import { FilesystemDriver } from './drivers/filesystem/index.js';
 import { InMemoryDriver } from './drivers/inmemory/index.js';
+import { S3Driver } from './drivers/s3/index.js';
 import type { StorageConfig } from '../config/config.js';
 
 export function createDriver(storage: StorageConfig): BaseDriver {
@@ -13,5 +14,7 @@ export function createDriver(storage: StorageConfig): BaseDriver {
       return new BaseDriver(new InMemoryDriver());
     case 'azure':
       return new BaseDriver(new AzureDriver(storage.azure));
+    case 's3':
+      return new BaseDriver(new S3Driver(storage.s3));
   }
 }
