@@ -38,3 +38,48 @@ export async function listRepositories(driver: BaseDriver): Promise<string[]> {
   });
   return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
+
+/**
+ * The catalog, kept sorted in memory so a page costs a binary search, not a walk of the
+ * whole storage tree. The walk is redone when the copy is older than `ttlMs` (to see
+ * repositories other processes created); repositories this process creates are added at
+ * once. Concurrent refreshes share one walk.
+ */
+export class CatalogCache {
+  private names: string[] | null = null;
+  private at = 0;
+  private loading: Promise<string[]> | null = null;
+
+  constructor(
+    private readonly driver: BaseDriver,
+    private readonly ttlMs: number,
+  ) {}
+
+  async all(): Promise<string[]> {
+    if (this.names && Date.now() - this.at < this.ttlMs) return this.names;
+    this.loading ??= listRepositories(this.driver)
+      .then((names) => {
+        this.names = names;
+        this.at = Date.now();
+        return names;
+      })
+      .finally(() => {
+        this.loading = null;
+      });
+    return this.loading;
+  }
+
+  /** Records a repository that now has manifests. */
+  add(name: string): void {
+    const names = this.names;
+    if (!names) return;
+    let lo = 0;
+    let hi = names.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (names[mid]! < name) lo = mid + 1;
+      else hi = mid;
+    }
+    if (names[lo] !== name) this.names = [...names.slice(0, lo), name, ...names.slice(lo)];
+  }
+}

@@ -39,6 +39,8 @@ export class ManifestStore {
     private readonly tags: TagStore,
     private readonly referrers: ReferrersIndex,
     readonly repo: string,
+    /** Called after a manifest is stored (the catalog learns of the repository). */
+    private readonly onStored: () => void = () => {},
   ) {}
 
   async exists(digest: Digest): Promise<boolean> {
@@ -101,6 +103,7 @@ export class ManifestStore {
       await this.referrers.add(parsed.subject.digest, descriptor);
     }
     if (ref.kind === 'tag') await this.tags.tag(ref.tag, digest);
+    this.onStored();
     return { digest, subject: parsed.subject?.digest };
   }
 

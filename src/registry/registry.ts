@@ -5,7 +5,7 @@ import { checkName } from '../oci/names.js';
 import type { BaseDriver } from '../storage/base.js';
 import { isPathNotFound } from '../storage/driver.js';
 import { GlobalBlobStore, LinkedBlobStore, type BlobDescriptor } from './blobs.js';
-import { listRepositories, walkRepositories } from './catalog.js';
+import { CatalogCache, walkRepositories } from './catalog.js';
 import { ManifestStore } from './manifests.js';
 import { paths } from './paths.js';
 import { ReferrersIndex } from './referrers.js';
@@ -32,7 +32,9 @@ export class Repository {
     this.blobs = new LinkedBlobStore(driver, registry.blobs, name);
     this.tags = new TagStore(driver, name);
     this.referrers = new ReferrersIndex(driver, name);
-    this.manifests = new ManifestStore(driver, registry.blobs, this.blobs, this.tags, this.referrers, name);
+    this.manifests = new ManifestStore(driver, registry.blobs, this.blobs, this.tags, this.referrers, name, () =>
+      registry.catalogCache.add(name),
+    );
   }
 
   /** Whether anything of this repository is in storage. */
@@ -63,9 +65,13 @@ export class Repository {
   }
 }
 
+/** How long the in-memory catalog is trusted before storage is walked again. */
+const CATALOG_TTL_MS = 5_000;
+
 export class Registry {
   readonly blobs: GlobalBlobStore;
   readonly uploads: UploadStore;
+  readonly catalogCache: CatalogCache;
 
   constructor(
     readonly driver: BaseDriver,
@@ -73,6 +79,7 @@ export class Registry {
   ) {
     this.blobs = new GlobalBlobStore(driver);
     this.uploads = new UploadStore(driver, this.blobs);
+    this.catalogCache = new CatalogCache(driver, CATALOG_TTL_MS);
   }
 
   /** A repository handle; validates the name (NAME_INVALID). */
@@ -80,8 +87,9 @@ export class Registry {
     return new Repository(this, checkName(name));
   }
 
+  /** Every repository name, sorted (see CatalogCache for freshness). */
   catalog(): Promise<string[]> {
-    return listRepositories(this.driver);
+    return this.catalogCache.all();
   }
 
   /** Removes upload sessions older than `ageMs` in every repository. */

@@ -353,3 +353,30 @@ for (const driver of ['filesystem', 'inmemory'] as const) {
     });
   });
 }
+
+describe('catalog across processes sharing storage', () => {
+  test('a repository created by another process appears once the cached catalog expires', async () => {
+    const a = await startInProcess();
+    const b = await startInProcess({ storage: { filesystem: { rootdirectory: a.root! } } });
+    try {
+      const ca = new Client(a.url);
+      const cb = new Client(b.url);
+      await ca.pushImage('shared/one', 'v1');
+      const first = (await (await cb.fetch('/v2/_catalog')).json()) as { repositories: string[] };
+      assert.deepEqual(first.repositories, ['shared/one']);
+      await ca.pushImage('shared/two', 'v1');
+      // b's copy is fresh for a few seconds; a sees its own push at once
+      const own = (await (await ca.fetch('/v2/_catalog')).json()) as { repositories: string[] };
+      assert.deepEqual(own.repositories, ['shared/one', 'shared/two']);
+      let seen: string[] = [];
+      for (let i = 0; i < 40 && seen.length < 2; i++) {
+        seen = ((await (await cb.fetch('/v2/_catalog')).json()) as { repositories: string[] }).repositories;
+        if (seen.length < 2) await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.deepEqual(seen, ['shared/one', 'shared/two']);
+    } finally {
+      await b.stop();
+      await a.stop();
+    }
+  });
+});
