@@ -1,6 +1,7 @@
 // The access-controller interface every authentication mode implements, and the pieces they
 // share: challenges, the failure throttle, and reading the client's address.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIPv6 } from 'node:net';
 import { RegistryError } from '../errors/codes.js';
 import type { Access } from './access.js';
 
@@ -45,9 +46,29 @@ export function quote(v: string): string {
   return `"${v.replace(/[\r\n]/g, '').replace(/["\\]/g, (c) => `\\${c}`)}"`;
 }
 
-/** The TCP peer's address: what failures are counted against (never a forwarded header). */
+/**
+ * The key failures are counted against: the TCP peer's address (never a forwarded header).
+ * An IPv6 client is keyed by its /64, as one host usually has a whole /64 to pick from.
+ */
 export function clientAddress(req: IncomingMessage): string {
-  return req.socket.remoteAddress ?? 'unknown';
+  return addressKey(req.socket.remoteAddress ?? 'unknown');
+}
+
+export function addressKey(addr: string): string {
+  if (!isIPv6(addr)) return addr;
+  // An IPv4 client of a dual-stack socket: its own address, not the shared ::ffff:0:0/96.
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(addr);
+  if (mapped) return mapped[1]!;
+  const a = addr.split('%')[0]!; // no zone id
+  const groups = (s: string) => (s === '' ? [] : s.split(':'));
+  let all = groups(a);
+  if (a.includes('::')) {
+    const [head, tail] = a.split('::').map(groups) as [string[], string[]];
+    // A trailing dotted IPv4 part stands for two groups.
+    const size = head.length + tail.reduce((n, g) => n + (g.includes('.') ? 2 : 1), 0);
+    all = [...head, ...Array<string>(8 - size).fill('0'), ...tail];
+  }
+  return `${all.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
 }
 
 export interface ThrottleOptions {
@@ -60,30 +81,71 @@ export interface ThrottleOptions {
 
 export const DEFAULT_THROTTLE: ThrottleOptions = { maxFailures: 10, windowMs: 60_000, lockoutMs: 60_000 };
 
+function tooManyRequests(retryAfterMs: number): RegistryError {
+  const retry = Math.max(1, Math.ceil(retryAfterMs / 1000));
+  return new RegistryError('TOOMANYREQUESTS', { retryAfterSeconds: retry }, {
+    message: 'too many failed authentication attempts; try again later',
+    headers: { 'Retry-After': String(retry) },
+  });
+}
+
 /**
- * Counts failed authentications per client address; after `maxFailures` in a window the
- * client gets 429 TOOMANYREQUESTS with Retry-After until the lockout ends. Successes do not
- * reset the count (one valid account must not buy unlimited guesses at others).
+ * Counts failed password checks per client; after `maxFailures` in a window the client gets
+ * 429 TOOMANYREQUESTS with Retry-After until the lockout ends. Successes do not reset the
+ * count (one valid account must not buy unlimited guesses at others). Only password checks
+ * go through here: malformed headers and tokens cost an attacker nothing to send, so
+ * counting them would only let anyone lock others out.
  */
 export class Throttle {
   private readonly entries = new Map<string, { count: number; windowStart: number; lockedUntil: number }>();
+  /** Password checks still running per client. */
+  private readonly pending = new Map<string, number>();
 
   constructor(private readonly opts: ThrottleOptions = DEFAULT_THROTTLE, private readonly now: () => number = Date.now) {}
 
-  /** Throws 429 when `client` is locked out. */
-  check(client: string): void {
-    const e = this.entries.get(client);
-    const now = this.now();
-    if (e && e.lockedUntil > now) {
-      const retry = Math.max(1, Math.ceil((e.lockedUntil - now) / 1000));
-      throw new RegistryError('TOOMANYREQUESTS', { retryAfterSeconds: retry }, {
-        message: 'too many failed authentication attempts; try again later',
-        headers: { 'Retry-After': String(retry) },
+  /** Callbacks of attempts waiting for one of the client's running checks to finish. */
+  private readonly waiting = new Map<string, (() => void)[]>();
+
+  /**
+   * Runs one password check for `client`; a false result (or a throw) counts as a failure.
+   * Throws 429 while the client is locked out. A burst of parallel attempts waits while its
+   * failures plus the checks still running reach maxFailures (failures are only counted when
+   * a check finishes, so without this a burst would get any number of guesses); waiting
+   * rather than refusing keeps a legitimate client's parallel requests working.
+   */
+  async attempt(client: string, check: () => Promise<boolean>): Promise<boolean> {
+    for (;;) {
+      const now = this.now();
+      const e = this.entries.get(client);
+      if (e && e.lockedUntil > now) throw tooManyRequests(e.lockedUntil - now);
+      const failures = e && now - e.windowStart <= this.opts.windowMs ? e.count : 0;
+      const pending = this.pending.get(client) ?? 0;
+      if (failures + pending < this.opts.maxFailures) break;
+      if (pending === 0) throw tooManyRequests(1000);
+      await new Promise<void>((resolve) => {
+        const list = this.waiting.get(client) ?? [];
+        list.push(resolve);
+        this.waiting.set(client, list);
       });
+    }
+    this.pending.set(client, (this.pending.get(client) ?? 0) + 1);
+    let ok = false;
+    try {
+      ok = await check();
+      return ok;
+    } finally {
+      const left = this.pending.get(client)! - 1;
+      if (left > 0) this.pending.set(client, left);
+      else this.pending.delete(client);
+      if (!ok) this.fail(client);
+      // Every waiter looks again: one may now run, or all are locked out.
+      const waiters = this.waiting.get(client);
+      this.waiting.delete(client);
+      for (const wake of waiters ?? []) wake();
     }
   }
 
-  fail(client: string): void {
+  private fail(client: string): void {
     const now = this.now();
     let e = this.entries.get(client);
     if (!e || now - e.windowStart > this.opts.windowMs) {

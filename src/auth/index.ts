@@ -16,7 +16,7 @@ export function createAccessController(config: AuthConfig, log?: Logger, opts: {
   const throttle = new Throttle(config.throttle);
   switch (config.mode) {
     case 'htpasswd':
-      return new HtpasswdController(config.htpasswd.realm, config.htpasswd.path, throttle);
+      return new HtpasswdController(config.htpasswd.realm, config.htpasswd.path, throttle, log);
     case 'token': {
       const t = config.token;
       const verifier = TokenVerifier.create({ issuer: t.issuer, service: t.service, rootcertbundle: t.rootcertbundle, jwks: t.jwks });
@@ -26,7 +26,7 @@ export function createAccessController(config: AuthConfig, log?: Logger, opts: {
             return `${proto}://${req.headers.host ?? 'localhost'}${t.autoredirectpath}`;
           }
         : t.realm;
-      return new BearerController('token', verifier, { realm, service: t.service }, throttle);
+      return new BearerController('token', verifier, { realm, service: t.service });
     }
     case 'tokenserver':
       return TokenServerController.create({ ...config.tokenserver, baseUrl: opts.baseUrl }, log, opts.watch ?? true, throttle);

@@ -8,10 +8,13 @@ import type { IncomingMessage } from 'node:http';
 import { jwtVerify, type JWK, type JWTHeaderParameters } from 'jose';
 import { ConfigError } from '../config/config.js';
 import { grants, scopeString, type Access, type GrantEntry } from './access.js';
-import { clientAddress, parseBearer, quote, Throttle, unauthorized, type AccessController, type Authorized } from './controller.js';
+import { parseBearer, quote, unauthorized, type AccessController, type Authorized } from './controller.js';
 
 export const TOKEN_ALGORITHMS = ['RS256', 'ES256', 'EdDSA'] as const;
-/** Clock skew tolerated on exp/nbf/iat, in seconds. */
+/**
+ * Clock skew tolerated on exp and nbf, in seconds. iat is not checked (jose checks it only
+ * with maxTokenAge), as Distribution does not check it either.
+ */
 export const LEEWAY_SECONDS = 60;
 
 /** libtrust's key id (what Distribution's token servers put in `kid`): base32 of SHA-256(SPKI DER)[:30], in groups of 4. */
@@ -69,6 +72,12 @@ export function readCertBundle(file: string): X509Certificate[] {
   });
 }
 
+/** Whether a certificate is within its validity period (with the token leeway). */
+function isCurrent(c: X509Certificate): boolean {
+  const now = Date.now();
+  return Date.parse(c.validFrom) <= now + LEEWAY_SECONDS * 1000 && Date.parse(c.validTo) >= now - LEEWAY_SECONDS * 1000;
+}
+
 export class TokenVerifier {
   private readonly byKid = new Map<string, KeyObject>();
 
@@ -123,18 +132,16 @@ export class TokenVerifier {
           throw new TokenError('invalid certificate in x5c');
         }
       });
-      const now = Date.now();
-      for (const c of chain) {
-        if (Date.parse(c.validFrom) > now + LEEWAY_SECONDS * 1000 || Date.parse(c.validTo) < now - LEEWAY_SECONDS * 1000) {
-          throw new TokenError('x5c certificate outside its validity period');
-        }
-      }
+      if (!chain.every(isCurrent)) throw new TokenError('x5c certificate outside its validity period');
       for (let i = 0; i + 1 < chain.length; i++) {
+        // Only a CA certificate may issue others: a leaf's key must not sign a further "leaf".
+        if (!chain[i + 1]!.ca) throw new TokenError('x5c chain has an issuer that is not a CA');
         if (!chain[i]!.checkIssued(chain[i + 1]!) || !chain[i]!.verify(chain[i + 1]!.publicKey)) throw new TokenError('x5c chain is broken');
       }
       const top = chain[chain.length - 1]!;
+      // The top is a bundle certificate itself, or issued by one that is a current CA.
       const trusted = this.roots.some(
-        (r) => r.fingerprint256 === top.fingerprint256 || (top.checkIssued(r) && top.verify(r.publicKey)),
+        (r) => r.fingerprint256 === top.fingerprint256 || (r.ca && isCurrent(r) && top.checkIssued(r) && top.verify(r.publicKey)),
       );
       if (!trusted) throw new TokenError('x5c chain does not lead to a trusted root');
       return chain[0]!.publicKey;
@@ -178,13 +185,15 @@ export interface BearerOptions {
   service: string;
 }
 
-/** Bearer challenge and check shared by auth.token and auth.tokenserver. */
+/**
+ * Bearer challenge and check shared by auth.token and auth.tokenserver. Not throttled: a
+ * signed token cannot be guessed, and counting bad ones would only let anyone lock others out.
+ */
 export class BearerController implements AccessController {
   constructor(
     readonly kind: 'token' | 'tokenserver',
     private readonly verifier: TokenVerifier,
     private readonly opts: BearerOptions,
-    private readonly throttle = new Throttle(),
   ) {}
 
   challenge(req: IncomingMessage, scope: Access[], error?: 'invalid_token' | 'insufficient_scope'): string {
@@ -196,19 +205,13 @@ export class BearerController implements AccessController {
   }
 
   async authorize(req: IncomingMessage, required: Access[], challenge: Access[]): Promise<Authorized> {
-    const client = clientAddress(req);
     const token = parseBearer(req.headers.authorization);
     if (token === null) throw unauthorized(this.challenge(req, challenge));
-    this.throttle.check(client);
-    if (token === 'malformed') {
-      this.throttle.fail(client);
-      throw unauthorized(this.challenge(req, challenge, 'invalid_token'), null, 'malformed Authorization header');
-    }
+    if (token === 'malformed') throw unauthorized(this.challenge(req, challenge, 'invalid_token'), null, 'malformed Authorization header');
     let verified: VerifiedToken;
     try {
       verified = await this.verifier.verify(token);
     } catch (err) {
-      this.throttle.fail(client);
       throw unauthorized(this.challenge(req, challenge, 'invalid_token'), null, `invalid token: ${(err as Error).message}`);
     }
     const missing = required.filter((a) => !grants(verified.access, a));

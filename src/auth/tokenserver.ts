@@ -117,7 +117,7 @@ export class TokenServerController implements AccessController {
     private readonly log: Logger | undefined,
     private readonly throttle: Throttle,
   ) {
-    this.users = new Users(opts.htpasswd);
+    this.users = new Users(opts.htpasswd, log);
     this.policy = Policy.read(opts.policy);
   }
 
@@ -125,7 +125,7 @@ export class TokenServerController implements AccessController {
     const c = new TokenServerController(opts, log, throttle);
     c.key = loadSigningKey(opts.key);
     const verifier = TokenVerifier.create({ issuer: opts.issuer, service: opts.service, keys: [c.key.publicKey] });
-    c.bearer = new BearerController('tokenserver', verifier, { realm: (req) => c.realm(req), service: opts.service }, c.throttle);
+    c.bearer = new BearerController('tokenserver', verifier, { realm: (req) => c.realm(req), service: opts.service });
     if (watch) {
       for (const file of [opts.policy, opts.htpasswd]) {
         watchFile(file, { interval: 1000, persistent: false }, (cur, prev) => {
@@ -140,11 +140,10 @@ export class TokenServerController implements AccessController {
   private realm(req: IncomingMessage): string {
     if (this.opts.realm) return this.opts.realm;
     if (this.opts.baseUrl) return this.opts.baseUrl.replace(/\/+$/, '') + '/token';
-    const h = req.headers;
-    const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
-    const proto = first(h['x-forwarded-proto']) ?? ((req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');
-    const host = first(h['x-forwarded-host']) ?? h.host ?? 'localhost';
-    return `${proto.split(',')[0]!.trim()}://${host.split(',')[0]!.trim()}/token`;
+    // Not X-Forwarded-*: any client may send those, and the realm is where clients send
+    // passwords. Behind a proxy, set realm or http.host.
+    const proto = (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+    return `${proto}://${req.headers.host ?? 'localhost'}/token`;
   }
 
   authorize(req: IncomingMessage, required: Access[], challenge: Access[]): Promise<Authorized> {
@@ -172,10 +171,7 @@ export class TokenServerController implements AccessController {
 
   /** Checks a password, throttled per client; returns the user or throws 401/429. */
   private async login(req: IncomingMessage, user: string, password: string): Promise<string> {
-    const client = clientAddress(req);
-    this.throttle.check(client);
-    if (!(await this.users.verify(user, password))) {
-      this.throttle.fail(client);
+    if (!(await this.throttle.attempt(clientAddress(req), () => this.users.verify(user, password)))) {
       throw unauthorized(this.basicChallenge(req), null, 'invalid username or password');
     }
     return user;
@@ -209,10 +205,13 @@ export class TokenServerController implements AccessController {
     return { token, expiresIn, issuedAt: new Date(now * 1000).toISOString() };
   }
 
-  /** A refresh token: signed like access tokens but for another audience, so the registry refuses it. */
+  /**
+   * A refresh token: signed like access tokens but for another audience, so the registry
+   * refuses it. `pwh` fingerprints the user's password hash: a new password ends it.
+   */
   private refreshToken(user: string): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
-    return new SignJWT({})
+    return new SignJWT({ pwh: this.users.fingerprint(user) })
       .setProtectedHeader({ alg: this.key.alg, kid: this.key.kid, typ: 'JWT' })
       .setIssuer(this.opts.issuer)
       .setAudience(`${this.opts.service}#refresh`)
@@ -223,24 +222,26 @@ export class TokenServerController implements AccessController {
       .sign(this.key.privateKey);
   }
 
+  /**
+   * The user of a valid refresh token. Not throttled: a signed token cannot be guessed, and
+   * counting bad ones would only let anyone lock others out.
+   */
   private async userOfRefresh(req: IncomingMessage, token: string): Promise<string> {
-    const client = clientAddress(req);
-    this.throttle.check(client);
     try {
       const { payload } = await jwtVerify(token, this.key.publicKey, {
         algorithms: [this.key.alg],
         issuer: this.opts.issuer,
         audience: `${this.opts.service}#refresh`,
         clockTolerance: LEEWAY_SECONDS,
-        requiredClaims: ['exp', 'sub'],
+        requiredClaims: ['exp', 'sub', 'pwh'],
       });
       const user = payload.sub!;
-      // A user removed from the htpasswd file loses their refresh tokens with it.
-      if (this.users.has(user)) return user;
+      // A user removed from the htpasswd file, or given a new password, loses their refresh tokens.
+      const current = this.users.fingerprint(user);
+      if (current !== undefined && payload.pwh === current) return user;
     } catch {
       // fall through
     }
-    this.throttle.fail(client);
     throw unauthorized(this.basicChallenge(req), null, 'invalid or expired refresh token');
   }
 
@@ -259,11 +260,8 @@ export class TokenServerController implements AccessController {
     if (method === 'GET') {
       this.checkService(r.query.get('service'));
       const creds = parseBasic(r.req.headers.authorization);
-      if (creds === 'malformed') {
-        this.throttle.check(clientAddress(r.req));
-        this.throttle.fail(clientAddress(r.req));
-        throw unauthorized(this.basicChallenge(r.req), null, 'malformed Authorization header');
-      }
+      // Not counted: a malformed header checks no password, so it guesses nothing.
+      if (creds === 'malformed') throw unauthorized(this.basicChallenge(r.req), null, 'malformed Authorization header');
       if (r.req.headers.authorization !== undefined && creds === null) throw unauthorized(this.basicChallenge(r.req), null, 'use Basic credentials');
       if (creds) user = await this.login(r.req, creds.user, creds.password);
       scopes = r.query.getAll('scope');

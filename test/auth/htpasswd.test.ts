@@ -5,12 +5,15 @@ import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import bcrypt from 'bcryptjs';
+import type { Logger } from 'pino';
 import { buildConfig, ConfigError } from '../../src/config/config.js';
+import { parseHtpasswd, Users } from '../../src/auth/htpasswd.js';
 import { createApp } from '../../src/cli/app.js';
 import pino from 'pino';
 import { random, sha256 } from '../helpers/client.js';
 import { startInProcess, tempDir, type RunningBerth } from '../helpers/berth.js';
-import { AuthClient, basic, expect401, writeHtpasswd } from './util.js';
+import { AuthClient, basic, burst, expect401, writeHtpasswd } from './util.js';
 
 const REALM = 'Berth test realm';
 
@@ -154,6 +157,95 @@ describe('auth.htpasswd throttling', () => {
     } finally {
       await berth.stop();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('auth.htpasswd throttling of bursts and malformed headers', () => {
+  const MAX = 5;
+  let berth: RunningBerth;
+  let dir: string;
+  before(async () => {
+    dir = tempDir('berth-htpasswd-');
+    // Cost 10 (~70 ms here): the checks of parallel requests overlap.
+    writeFileSync(join(dir, 'htpasswd'), `alice:${bcrypt.hashSync('pw', 10)}\n`);
+    berth = await startInProcess({ auth: { htpasswd: { realm: 'r', path: join(dir, 'htpasswd') }, throttle: { maxfailures: MAX, window: '1m', lockout: '1m' } } });
+  });
+  after(async () => {
+    await berth.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('malformed Authorization headers check no password and do not count toward the lockout', async () => {
+    for (let i = 0; i < 3 * MAX; i++) {
+      for (const h of ['Basic !!', 'Basic ' + Buffer.from('no-colon').toString('base64'), 'Bearer x.y.z']) {
+        await expect401(await new AuthClient(berth.url, h).fetch('/v2/'), 'Basic');
+      }
+    }
+    assert.equal((await new AuthClient(berth.url, basic('alice', 'pw')).fetch('/v2/')).status, 200);
+  });
+
+  test('a burst of parallel wrong passwords gets no more checks than maxfailures', async () => {
+    const answers = await burst(berth.url, '/v2/', (i) => basic('alice', `guess-${i}`), 40);
+    const checked = answers.filter((a) => a.status === 401).length;
+    assert.ok(checked <= MAX, `${checked} passwords checked in the burst, limit ${MAX}`);
+    assert.ok(answers.every((a) => a.status === 401 || (a.status === 429 && Number(a.retryAfter) > 0)), JSON.stringify(answers));
+    // Locked out for further guesses; credentials verified recently need no check and still work.
+    assert.equal((await new AuthClient(berth.url, basic('alice', 'another-guess')).fetch('/v2/')).status, 429);
+    assert.equal((await new AuthClient(berth.url, basic('alice', 'pw')).fetch('/v2/')).status, 200);
+  });
+});
+
+describe('auth.htpasswd users', () => {
+  test('unknown users are checked against a dummy of the highest cost in the file, with a warning when costs differ', () => {
+    const dir = tempDir('berth-htpasswd-');
+    try {
+      const file = join(dir, 'htpasswd');
+      writeFileSync(file, `low:${bcrypt.hashSync('a', 4)}\nhigh:${bcrypt.hashSync('b', 9)}\nmid:${bcrypt.hashSync('c', 5)}\n`);
+      const warnings: string[] = [];
+      const log = { warn: (_: unknown, msg: string) => warnings.push(msg) } as unknown as Logger;
+      const users = new Users(file, log);
+      // The dummy is private: its cost is what makes unknown users as slow as the slowest real one.
+      assert.equal(bcrypt.getRounds(users['dummy']), 9);
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0]!, /different bcrypt costs/);
+      writeFileSync(file, `only:${bcrypt.hashSync('a', 6)}\n`);
+      users.reload();
+      assert.equal(bcrypt.getRounds(users['dummy']), 6);
+      assert.equal(warnings.length, 1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a compare that throws is a failed check, not an error', async () => {
+    const dir = tempDir('berth-htpasswd-');
+    const compare = bcrypt.compare;
+    try {
+      writeHtpasswd(join(dir, 'htpasswd'), { alice: 'pw' });
+      const users = new Users(join(dir, 'htpasswd'));
+      bcrypt.compare = (() => Promise.reject(new Error('Illegal number of rounds (4-31): 3'))) as typeof bcrypt.compare;
+      assert.equal(await users.verify('alice', 'pw'), false);
+      assert.equal(await users.verify('nobody', 'pw'), false);
+    } finally {
+      bcrypt.compare = compare;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('bcrypt entries: costs 04-31 are accepted, others refused naming the file and line', () => {
+    const salted = 'a'.repeat(53);
+    const ok = [
+      `x:$2y$04$${salted}`,
+      `x:$2a$10$${salted}`,
+      `x:$2b$31$${salted}`,
+      // htpasswd -nbB -C 5 (Apache 2.4.71) and glibc crypt(3) output.
+      'testuser:$2y$05$GVp.qRyA9uOJqtIuX/or5e9l.rVi/UvyFusWJSs.dzj8Oz6bQW7RO',
+      'x:$2b$12$zgoUiGbISyMs0w1fkm8VNujPYlnssG8kMA9Gi0ouvmArcjaikc1P.',
+    ];
+    for (const line of ok) assert.equal(parseHtpasswd(`${line}\n`, 'f').size, 1, line);
+    for (const cost of ['00', '03', '32', '99']) {
+      assert.throws(() => parseHtpasswd(`# comment\nx:$2y$${cost}$${salted}\n`, 'the-file'), (e: Error) => e instanceof ConfigError && /the-file:2/.test(e.message), cost);
     }
   });
 });

@@ -9,8 +9,8 @@ import { after, before, describe, test } from 'node:test';
 import { SignJWT } from 'jose';
 import { random, sha256 } from '../helpers/client.js';
 import { startInProcess, tempDir, type RunningBerth } from '../helpers/berth.js';
-import { AuthClient, b64url, expect401, makeCa, mint, newKey, now, pemToDerBase64, writeJwks, type Claims, type TestKey } from './util.js';
-import { libtrustKid } from '../../src/auth/token.js';
+import { AuthClient, b64url, certificate, expect401, makeCa, mint, newKey, now, pemToDerBase64, writeJwks, type Claims, type TestKey } from './util.js';
+import { libtrustKid, TokenVerifier } from '../../src/auth/token.js';
 
 const REALM = 'https://auth.example.test/token';
 const all = (name: string, actions = ['pull', 'push', 'delete', '*']) => [{ type: 'repository', name, actions }];
@@ -222,5 +222,69 @@ describe('auth.token', () => {
     const res = await c.fetch('/v2/Team/A/tags/list');
     assert.equal(res.status, 400);
     assert.equal(((await res.json()) as { errors: { code: string }[] }).errors[0]!.code, 'NAME_INVALID');
+  });
+});
+
+describe('auth.token x5c chains', () => {
+  let dir: string;
+  let root: { cert: string; key: string };
+  before(() => {
+    dir = tempDir('berth-x5c-');
+    root = certificate(dir, 'root', { ca: true });
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Verifies a token signed by chain[0]'s key with `chain` as x5c, against `bundle`. */
+  const verify = async (bundle: string, chain: { cert: string; key: string }[]) => {
+    const signer = { privateKey: createPrivateKey(readFileSync(chain[0]!.key)), publicKey: null!, alg: 'ES256' as const, kid: '' };
+    const token = await mint(signer, { access: all('t/x') }, { header: { kid: undefined, x5c: chain.map((c) => pemToDerBase64(c.cert)) } });
+    return TokenVerifier.create({ issuer: 'test-issuer', service: 'test-registry', rootcertbundle: bundle }).verify(token);
+  };
+
+  test('a chain through a CA intermediate to a current CA root is accepted', async () => {
+    const inter = certificate(dir, 'inter', { issuer: root, ca: true });
+    const leaf = certificate(dir, 'leaf', { issuer: inter });
+    assert.deepEqual((await verify(root.cert, [leaf, inter])).access, all('t/x'));
+  });
+
+  test('an intermediate without the CA flag is refused', async () => {
+    const notCa = certificate(dir, 'not-ca', { issuer: root });
+    const leaf = certificate(dir, 'leaf-of-not-ca', { issuer: notCa });
+    await assert.rejects(verify(root.cert, [leaf, notCa]), /not a CA/);
+  });
+
+  test('a bundle certificate without the CA flag issues nothing', async () => {
+    const plain = certificate(dir, 'plain-root');
+    const leaf = certificate(dir, 'leaf-of-plain', { issuer: plain });
+    await assert.rejects(verify(plain.cert, [leaf]), /trusted root/);
+  });
+
+  test('a bundle root outside its validity period issues nothing', async () => {
+    for (const [name, notBefore, notAfter] of [['expired-root', '20200101000000Z', '20200201000000Z'], ['future-root', '20990101000000Z', '20990201000000Z']] as const) {
+      const old = certificate(dir, name, { ca: true, notBefore, notAfter });
+      const leaf = certificate(dir, `leaf-of-${name}`, { issuer: old });
+      await assert.rejects(verify(old.cert, [leaf]), /trusted root/, name);
+    }
+  });
+});
+
+describe('auth.token is not throttled', () => {
+  test('invalid tokens and malformed headers do not lock a client out of valid tokens', async () => {
+    const dir = tempDir('berth-token-');
+    const key = newKey('ES256');
+    writeJwks(join(dir, 'jwks.json'), [key]);
+    const berth = await startInProcess({
+      auth: { token: { realm: REALM, service: 'test-registry', issuer: 'test-issuer', jwks: join(dir, 'jwks.json') }, throttle: { maxfailures: 2 } },
+    });
+    try {
+      const forged = await mint(newKey('ES256'), { access: all('t/r') }, { header: { kid: key.kid } });
+      for (const h of [`Bearer ${forged}`, 'Bearer a.b', 'Bearer x.y.z']) {
+        for (let i = 0; i < 5; i++) await expect401(await new AuthClient(berth.url, h).fetch('/v2/'), 'Bearer');
+      }
+      assert.equal((await new AuthClient(berth.url, `Bearer ${await mint(key, { access: all('t/r') })}`).fetch('/v2/')).status, 200);
+    } finally {
+      await berth.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

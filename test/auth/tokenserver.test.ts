@@ -5,9 +5,10 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import bcrypt from 'bcryptjs';
 import { decodeJwt } from 'jose';
 import { startInProcess, tempDir, type RunningBerth } from '../helpers/berth.js';
-import { AuthClient, basic, expect401, writeHtpasswd } from './util.js';
+import { AuthClient, basic, burst, expect401, writeHtpasswd } from './util.js';
 import { globToRegExp, Policy } from '../../src/auth/policy.js';
 
 const POLICY = `
@@ -42,7 +43,7 @@ describe('auth.tokenserver', () => {
 
   before(async () => {
     dir = tempDir('berth-tokenserver-');
-    writeHtpasswd(join(dir, 'htpasswd'), { alice: 'alice-pw', bob: 'bob-pw', carol: 'carol-pw' });
+    writeHtpasswd(join(dir, 'htpasswd'), { alice: 'alice-pw', bob: 'bob-pw', carol: 'carol-pw', dave: 'dave-pw' });
     writeFileSync(join(dir, 'policy.yml'), POLICY);
     berth = await startInProcess({
       storage: { delete: { enabled: true } },
@@ -68,6 +69,13 @@ describe('auth.tokenserver', () => {
     assert.equal(p.realm, `${berth.url}/token`);
     assert.equal(p.service, 'berth-test');
     assert.equal(p.scope, 'repository:team-a/app:pull');
+  });
+
+  test('the derived realm ignores X-Forwarded-Host and X-Forwarded-Proto (a client could send them)', async () => {
+    const res = await fetch(`${berth.url}/v2/`, { headers: { 'X-Forwarded-Host': 'evil.example', 'X-Forwarded-Proto': 'https' } });
+    assert.equal((await expect401(res, 'Bearer')).realm, `${berth.url}/token`);
+    const login = await fetch(`${berth.url}/token?service=berth-test`, { headers: { Authorization: basic('alice', 'nope'), 'X-Forwarded-Host': 'evil.example' } });
+    assert.equal((await expect401(login, 'Basic')).realm, `${berth.url}/token`);
   });
 
   test('GET /token: policy narrows the requested scopes per user, group and glob', async () => {
@@ -128,6 +136,30 @@ describe('auth.tokenserver', () => {
     assert.equal((await post({ grant_type: 'client_credentials', service: 'berth-test' })).status, 400);
   });
 
+  test('a new password ends the refresh tokens issued before it; other changes to the file do not', async () => {
+    const post = (form: Record<string, string>) =>
+      fetch(`${berth.url}/token`, { method: 'POST', body: new URLSearchParams({ service: 'berth-test', ...form }), headers: { 'Content-Type': 'application/x-www-form-urlencoded' } });
+    const login = async (password: string) => (await post({ grant_type: 'password', username: 'dave', password, access_type: 'offline' })).status;
+    const res = await post({ grant_type: 'password', username: 'dave', password: 'dave-pw', access_type: 'offline' });
+    const refresh = ((await res.json()) as { refresh_token: string }).refresh_token;
+    const file = join(dir, 'htpasswd');
+    const waitFor = async (what: string, done: () => Promise<boolean>) => {
+      const deadline = Date.now() + 10_000;
+      while (!(await done())) {
+        assert.ok(Date.now() < deadline, `${what} not reloaded in 10 s`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    // Another user added: dave's entry is unchanged, so is his refresh token.
+    writeFileSync(file, readFileSync(file, 'utf8') + `erin:${bcrypt.hashSync('erin-pw', 4)}\n`);
+    await waitFor('erin', async () => (await post({ grant_type: 'password', username: 'erin', password: 'erin-pw' })).status === 200);
+    assert.equal((await post({ grant_type: 'refresh_token', refresh_token: refresh })).status, 200);
+    // Dave's new password: the old refresh token is refused.
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/^dave:.*$/m, `dave:${bcrypt.hashSync('dave-new-pw', 4)}`));
+    await waitFor('dave', async () => (await login('dave-new-pw')) === 200);
+    assert.equal((await post({ grant_type: 'refresh_token', refresh_token: refresh })).status, 401);
+  });
+
   test('policy changes apply without restart', async () => {
     const scope = ['repository:team-b/app:pull'];
     assert.deepEqual(access((await token(basic('carol', 'carol-pw'), scope)).body.token), []);
@@ -160,5 +192,52 @@ describe('access policy', () => {
     assert.throws(() => Policy.parse('access: [{subjects: [bob]}]', 'p.yml'), /p\.yml: access\.0\.subjects\.0/);
     assert.throws(() => Policy.parse('access: [{subjects: [anonymous], actions: [write]}]', 'p.yml'), /actions/);
     assert.throws(() => Policy.parse('nope: 1', 'p.yml'), /p\.yml/);
+  });
+});
+
+describe('auth.tokenserver throttling', () => {
+  let berth: RunningBerth;
+  let dir: string;
+  const MAX = 5;
+  const get = (auth: string) => fetch(`${berth.url}/token?service=berth-test`, { headers: { Authorization: auth } });
+  const post = (form: Record<string, string>) =>
+    fetch(`${berth.url}/token`, { method: 'POST', body: new URLSearchParams({ service: 'berth-test', ...form }), headers: { 'Content-Type': 'application/x-www-form-urlencoded' } });
+
+  before(async () => {
+    dir = tempDir('berth-tokenserver-');
+    // Cost 10 (~70 ms here): the checks of parallel requests overlap.
+    writeFileSync(join(dir, 'htpasswd'), `alice:${bcrypt.hashSync('alice-pw', 10)}\n`);
+    writeFileSync(join(dir, 'policy.yml'), POLICY);
+    berth = await startInProcess({
+      auth: {
+        tokenserver: { service: 'berth-test', key: join(dir, 'signing.pem'), htpasswd: join(dir, 'htpasswd'), policy: join(dir, 'policy.yml') },
+        throttle: { maxfailures: MAX, window: '1m', lockout: '1m' },
+      },
+    });
+  });
+  after(async () => {
+    await berth.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('malformed headers, bad refresh tokens and bad Bearer tokens do not count toward the lockout', async () => {
+    const ok = await post({ grant_type: 'password', username: 'alice', password: 'alice-pw', access_type: 'offline' });
+    const { access_token: accessToken } = (await ok.json()) as { access_token: string };
+    for (let i = 0; i < 3 * MAX; i++) {
+      await expect401(await get('Basic !!'), 'Basic');
+      assert.equal((await post({ grant_type: 'refresh_token', refresh_token: accessToken })).status, 401);
+      assert.equal((await post({ grant_type: 'refresh_token', refresh_token: 'x.y.z' })).status, 401);
+      await expect401(await fetch(`${berth.url}/v2/`, { headers: { Authorization: 'Bearer x.y.z' } }), 'Bearer');
+    }
+    assert.equal((await get(basic('alice', 'alice-pw'))).status, 200);
+  });
+
+  test('a burst of parallel wrong passwords gets no more checks than maxfailures, then the lockout', async () => {
+    const answers = await burst(berth.url, '/token?service=berth-test', (i) => basic('alice', `guess-${i}`), 40);
+    const checked = answers.filter((a) => a.status === 401).length;
+    assert.ok(checked <= MAX, `${checked} passwords checked in the burst, limit ${MAX}`);
+    assert.ok(answers.every((a) => a.status === 401 || (a.status === 429 && Number(a.retryAfter) > 0)), JSON.stringify(answers));
+    // Locked out now: POST's password grant too, even with the right password.
+    assert.equal((await post({ grant_type: 'password', username: 'alice', password: 'alice-pw' })).status, 429);
   });
 });

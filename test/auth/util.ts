@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { SignJWT } from 'jose';
@@ -148,4 +149,67 @@ export function makeCa(dir: string, name = 'ca'): TestCa {
 export function pemToDerBase64(pemFile: string): string {
   const pem = readFileSync(pemFile, 'utf8');
   return pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
+}
+
+/**
+ * A certificate made with `openssl ca`, which can set any validity period: self-signed, or
+ * issued by `issuer`; a CA certificate (basicConstraints CA:TRUE) only when `ca` is set.
+ * Dates are openssl's YYYYMMDDHHMMSSZ; the default is valid from yesterday for two days.
+ */
+export function certificate(
+  dir: string,
+  name: string,
+  opts: { issuer?: { cert: string; key: string }; ca?: boolean; notBefore?: string; notAfter?: string } = {},
+): { cert: string; key: string } {
+  const at = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z';
+  const file = (ext: string) => join(dir, `${name}.${ext}`);
+  writeFileSync(file('index'), '');
+  writeFileSync(file('serial'), '01\n');
+  writeFileSync(
+    file('cnf'),
+    `[ca]\ndefault_ca = d\n[d]\ndatabase = ${file('index')}\nnew_certs_dir = ${dir}\nserial = ${file('serial')}\n` +
+      `default_md = sha256\npolicy = p\nunique_subject = no\n[p]\ncommonName = supplied\n[ext]\n` +
+      (opts.ca ? 'basicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,digitalSignature\n' : 'basicConstraints = CA:FALSE\n'),
+  );
+  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', file('key')], dir);
+  openssl(['req', '-new', '-key', file('key'), '-subj', `/CN=${name}`, '-out', file('csr')], dir);
+  const signer = opts.issuer ? ['-cert', opts.issuer.cert, '-keyfile', opts.issuer.key] : ['-selfsign', '-keyfile', file('key')];
+  openssl(
+    ['ca', '-batch', '-notext', '-config', file('cnf'), ...signer, '-in', file('csr'), '-extensions', 'ext', '-startdate', opts.notBefore ?? at(-1), '-enddate', opts.notAfter ?? at(1), '-out', file('crt')],
+    dir,
+  );
+  return { cert: file('crt'), key: file('key') };
+}
+
+/**
+ * Sends `count` GET requests at once, each on its own connection. Each connection first
+ * answers a HEAD /v2/ (so the server has accepted them all: it accepts one connection per
+ * event-loop turn), then all requests are written in one go and the server reads them
+ * together. Returns each response's status and Retry-After.
+ */
+export async function burst(url: string, path: string, authFor: (i: number) => string, count: number): Promise<{ status: number; retryAfter: string | undefined }[]> {
+  const { hostname, port } = new URL(url);
+  const request = (method: string, p: string, extra: string) => `${method} ${p} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n${extra}\r\n`;
+  const conns = Array.from({ length: count }, () => {
+    const socket = connect(Number(port), hostname);
+    const c = { socket, text: '', warm: undefined as unknown as Promise<void>, done: undefined as unknown as Promise<string> };
+    socket.setEncoding('latin1');
+    c.warm = new Promise<void>((resolve, reject) => {
+      socket.on('data', (d: string) => {
+        c.text += d;
+        if (c.text.includes('\r\n\r\n')) resolve();
+      });
+      socket.on('error', reject);
+    });
+    c.done = new Promise<string>((resolve) => socket.on('end', () => resolve(c.text)));
+    socket.write(request('HEAD', '/v2/', ''));
+    return c;
+  });
+  await Promise.all(conns.map((c) => c.warm));
+  conns.forEach((c, i) => c.socket.write(request('GET', path, `Authorization: ${authFor(i)}\r\nConnection: close\r\n`)));
+  return (await Promise.all(conns.map((c) => c.done))).map((text) => {
+    // The second response on the connection is the one to the burst.
+    const last = text.slice(text.lastIndexOf('HTTP/1.1 '));
+    return { status: Number(last.slice(9, 12)), retryAfter: /\r\nretry-after: *(\S+)/i.exec(last)?.[1] };
+  });
 }
