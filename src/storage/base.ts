@@ -9,6 +9,7 @@ import {
   type FileWriter,
   type ListPage,
   type OpOptions,
+  type PutOptions,
   type StorageDriver,
   type WalkControl,
 } from './driver.js';
@@ -56,7 +57,7 @@ export class BaseDriver implements StorageDriver {
     return this.count('getContent', () => this.inner.getContent(path, opts));
   }
 
-  async putContent(path: string, content: Buffer | string, opts?: OpOptions): Promise<void> {
+  async putContent(path: string, content: Buffer | string, opts?: PutOptions): Promise<void> {
     this.check(path);
     return this.count('putContent', () => this.inner.putContent(path, content, opts));
   }
@@ -83,16 +84,9 @@ export class BaseDriver implements StorageDriver {
     return this.count('list', () => this.inner.list(path, { limit, after: page.after }, opts));
   }
 
-  /** Every direct child of a directory, following pagination. */
+  /** Every direct child of a directory (one unpaginated list; drivers page internally). */
   async listAll(path: string, opts?: OpOptions): Promise<string[]> {
-    const all: string[] = [];
-    let after: string | undefined;
-    for (;;) {
-      const page = await this.list(path, { after, limit: 1000 }, opts);
-      all.push(...page.entries);
-      if (!page.next) return all;
-      after = page.next;
-    }
+    return (await this.list(path, {}, opts)).entries;
   }
 
   async move(source: string, dest: string, opts?: OpOptions): Promise<void> {

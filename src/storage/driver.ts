@@ -21,6 +21,14 @@ export interface OpOptions {
   signal?: AbortSignal;
 }
 
+export interface PutOptions extends OpOptions {
+  /**
+   * false: atomic, but need not survive a power cut (scratch state such as an upload's start
+   * time), so a driver may skip its flushes. Default true.
+   */
+  durable?: boolean;
+}
+
 /**
  * A writer with two phases: bytes written are held (and survive `close`, so an append writer
  * can resume them later), but the write is final only after `commit`. Nothing is committed
@@ -45,8 +53,8 @@ export interface FileWriter {
 export interface StorageDriver {
   readonly name: string;
   getContent(path: string, opts?: OpOptions): Promise<Buffer>;
-  /** Atomically replaces the file; durable when it resolves. */
-  putContent(path: string, content: Buffer | string, opts?: OpOptions): Promise<void>;
+  /** Atomically replaces the file; durable when it resolves (unless `durable: false`). */
+  putContent(path: string, content: Buffer | string, opts?: PutOptions): Promise<void>;
   /** A stream of the file's bytes from `offset`; InvalidOffset past the end. */
   reader(path: string, offset?: number, opts?: OpOptions): Promise<Readable>;
   writer(path: string, options: { append: boolean }, opts?: OpOptions): Promise<FileWriter>;
@@ -60,7 +68,8 @@ export interface StorageDriver {
   /** A URL a client may fetch the file from directly, or null where unsupported. */
   redirectUrl(path: string, opts?: { method?: string } & OpOptions): Promise<string | null>;
   /**
-   * Visits every file and directory under `path` in lexical order. Returning 'skip' from the
+   * Visits every file and directory under `path` in lexical order. A directory's modTime may
+   * be the epoch where the backend would need an extra request for it. Returning 'skip' from the
    * visitor for a directory skips its subtree; 'stop' ends the walk.
    */
   walk(path: string, visit: (info: FileInfo) => Promise<WalkControl> | WalkControl, opts?: OpOptions): Promise<void>;

@@ -4,7 +4,7 @@
 // crash leaves either the old file or the new one. Temporary names contain '~', which no
 // storage path may contain, so listings never show them.
 import { randomBytes } from 'node:crypto';
-import { constants, promises as fsp } from 'node:fs';
+import { constants, promises as fsp, type Dirent } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -18,12 +18,14 @@ import {
   type FileInfo,
   type FileWriter,
   type ListPage,
+  type PutOptions,
   type StorageDriver,
   type WalkControl,
 } from '../../driver.js';
 
 const NAME = 'filesystem';
 const VISIBLE_NAME = /^[A-Za-z0-9._:@-]+$/;
+const EPOCH = new Date(0);
 
 export interface FilesystemOptions {
   rootdirectory: string;
@@ -72,13 +74,24 @@ export class FilesystemDriver implements StorageDriver {
     return join(this.root, path);
   }
 
-  /** Runs fn; when it fails because the parent directory is missing, creates it and retries. */
+  /**
+   * Runs fn; when it fails because the parent directory is missing, creates it and retries.
+   * Each directory created is fsynced into its parent, so what is written into it can
+   * survive a power cut.
+   */
   private async withParent<T>(file: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      await fsp.mkdir(dirname(file), { recursive: true });
+      const dir = dirname(file);
+      const first = await fsp.mkdir(dir, { recursive: true });
+      if (first) {
+        for (let d = dir; ; d = dirname(d)) {
+          await syncDir(dirname(d));
+          if (d === first) break;
+        }
+      }
       return fn();
     }
   }
@@ -92,14 +105,15 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  async putContent(path: string, content: Buffer | string): Promise<void> {
+  async putContent(path: string, content: Buffer | string, opts?: PutOptions): Promise<void> {
+    const durable = opts?.durable !== false;
     const file = this.full(path);
     const tmp = tempName(file);
     const handle = await this.withParent(file, () => fsp.open(tmp, 'wx'));
     try {
       try {
         await handle.writeFile(content);
-        await handle.datasync();
+        if (durable) await handle.datasync();
       } finally {
         await handle.close();
       }
@@ -110,7 +124,7 @@ export class FilesystemDriver implements StorageDriver {
       await fsp.rm(tmp, { force: true }).catch(() => {});
       throw err;
     }
-    await syncDir(dirname(file));
+    if (durable) await syncDir(dirname(file));
   }
 
   async reader(path: string, offset = 0): Promise<Readable> {
@@ -203,8 +217,45 @@ export class FilesystemDriver implements StorageDriver {
     return null;
   }
 
-  walk(path: string, visit: (info: FileInfo) => Promise<WalkControl> | WalkControl): Promise<void> {
-    return walkByListing(this, path, visit);
+  /**
+   * One readdir per directory (with entry types, so directories need no stat); files are
+   * stat'ed for their size. Directories are reported with the epoch as their time.
+   */
+  async walk(path: string, visit: (info: FileInfo) => Promise<WalkControl> | WalkControl): Promise<void> {
+    const recurse = async (dir: string): Promise<boolean> => {
+      let entries: Dirent[];
+      try {
+        entries = await fsp.readdir(this.full(dir), { withFileTypes: true });
+      } catch (err) {
+        if (isNotFound(err)) {
+          if (dir === path) throw new PathNotFoundError(path, NAME);
+          return true; // removed while walking
+        }
+        throw err;
+      }
+      const visible = entries.filter((e) => VISIBLE_NAME.test(e.name)).sort((a, b) => compareNames(a.name, b.name));
+      for (const entry of visible) {
+        const child = childPath(dir, entry.name);
+        let info: FileInfo;
+        if (entry.isDirectory()) info = { path: child, size: 0, modTime: EPOCH, isDir: true };
+        else {
+          try {
+            const st = await fsp.stat(this.full(child));
+            info = { path: child, size: st.size, modTime: st.mtime, isDir: st.isDirectory() };
+          } catch (err) {
+            if (isNotFound(err)) continue;
+            throw err;
+          }
+        }
+        const ctl = await visit(info);
+        if (ctl === 'stop') return false;
+        if (info.isDir && ctl !== 'skip' && !(await recurse(child))) return false;
+      }
+      return true;
+    };
+    const root = await this.stat(path);
+    if (!root.isDir) return;
+    await recurse(path);
   }
 }
 

@@ -2,9 +2,10 @@
 // object from what is at the path plus what it is given, and replaces the object when it
 // closes or commits:
 //
-//  - the bytes written are cut into parts of `partSize` and sent as a multipart upload while
-//    the caller keeps writing, with at most two parts in flight: memory per writer stays
-//    below three parts (plus a carried tail below 5 MiB) whatever the object's size;
+//  - the bytes written are copied into part buffers of `partSize`, sent as a multipart upload
+//    while the caller keeps writing, with at most two parts in flight; a buffer is reused once
+//    its part is stored. Memory per writer stays at three parts whatever the object's size
+//    (the caller's chunks are not kept, so they are garbage at once);
 //  - an append writer starts its multipart upload with the bytes already held at the path:
 //    an UploadPartCopy of the existing object when it is at least 5 MiB (S3's minimum part
 //    size; split into `copyPartSize` pieces), else the object is read back and prepended to
@@ -90,8 +91,11 @@ export function copyRanges(size: number, piece: number): Array<[number, number]>
 }
 
 export class S3Writer implements FileWriter {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  /** The part being filled (allocated on first use), and how many bytes it holds. */
+  private part: Buffer | null = null;
+  private fill = 0;
+  /** Part buffers whose upload finished, for reuse. */
+  private readonly spare: Buffer[] = [];
   private readonly inflight = new Set<Promise<void>>();
   private failure: unknown = null;
   private closed = false;
@@ -125,33 +129,35 @@ export class S3Writer implements FileWriter {
     this.ensureOpen();
     if (this.failure) throw this.failure;
     if (chunk.length === 0) return;
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
     this.held += chunk.length;
     this.wrote = true;
-    if (this.pendingBytes < this.t.partSize) return;
+    // The held bytes go first: carried before any new byte takes its place in a part.
     await this.carryBase();
-    while (this.pendingBytes >= this.t.partSize) await this.sendPart(this.take(this.t.partSize));
+    await this.append(chunk);
   }
 
-  /** Removes exactly `n` pending bytes, as one buffer (copied only when they span chunks). */
-  private take(n: number): Buffer {
-    const parts: Buffer[] = [];
-    let need = n;
-    while (need > 0) {
-      const head = this.pending[0]!;
-      if (head.length <= need) {
-        parts.push(head);
-        this.pending.shift();
-        need -= head.length;
-      } else {
-        parts.push(head.subarray(0, need));
-        this.pending[0] = head.subarray(need);
-        need = 0;
-      }
+  /** Copies bytes into part buffers, sending each one that fills up. */
+  private async append(bytes: Buffer): Promise<void> {
+    const size = this.t.partSize;
+    for (let off = 0; off < bytes.length; ) {
+      // Uninitialised memory: pages are only resident once bytes are copied in.
+      this.part ??= this.spare.pop() ?? Buffer.allocUnsafeSlow(size);
+      const n = Math.min(bytes.length - off, size - this.fill);
+      bytes.copy(this.part, this.fill, off, off + n);
+      this.fill += n;
+      off += n;
+      if (this.fill === size) await this.flushPart();
     }
-    this.pendingBytes -= n;
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
+  }
+
+  /** Sends the part being filled (if it holds anything). */
+  private async flushPart(): Promise<void> {
+    if (this.part === null || this.fill === 0) return;
+    const part = this.part;
+    const fill = this.fill;
+    this.part = null;
+    this.fill = 0;
+    await this.sendPart(part, fill);
   }
 
   private async begin(): Promise<string> {
@@ -175,7 +181,7 @@ export class S3Writer implements FileWriter {
 
   /**
    * Makes the base object's bytes the start of this writer's content: copied server-side as
-   * the first parts when it is at least MIN_PART, else read back into the pending bytes.
+   * the first parts when it is at least MIN_PART, else read back into the first part.
    */
   private async carryBase(): Promise<void> {
     if (this.baseCarried) return;
@@ -213,12 +219,12 @@ export class S3Writer implements FileWriter {
       n += c.length;
     }
     if (n !== base.size) throw new Error(`${this.t.driverName}: ${this.t.path} held ${n} bytes, expected ${base.size}`);
-    this.pending.unshift(Buffer.concat(chunks, n));
-    this.pendingBytes += n;
+    // (MIN_PART ≤ partSize: the held bytes fit in the first part.)
+    for (const c of chunks) await this.append(c);
   }
 
-  /** Starts uploading one part once fewer than `maxInflight` are on their way. */
-  private async sendPart(body: Buffer): Promise<void> {
+  /** Starts uploading the first `length` bytes of `buffer` as a part once fewer than `maxInflight` are on their way. */
+  private async sendPart(buffer: Buffer, length: number): Promise<void> {
     while (this.inflight.size >= this.maxInflight) await Promise.race(this.inflight);
     if (this.failure) throw this.failure;
     const uploadId = await this.begin();
@@ -229,13 +235,15 @@ export class S3Writer implements FileWriter {
         Key: this.t.key,
         UploadId: uploadId,
         PartNumber: number,
-        Body: body,
-        ContentLength: body.length,
+        Body: buffer.subarray(0, length),
+        ContentLength: length,
       }),
     ).then(
       (res) => {
         this.etags[number - 1] = res.ETag!;
         this.inflight.delete(p);
+        // The request is over (retries included): the buffer can take the next part.
+        if (!this.closed) this.spare.push(buffer);
       },
       (err: unknown) => {
         this.failure ??= err;
@@ -275,13 +283,13 @@ export class S3Writer implements FileWriter {
     }
     await this.carryBase();
     if (this.uploadId === undefined) {
-      // Everything fits in memory already (below one part plus a small base): one PutObject.
-      const body = this.take(this.pendingBytes);
+      // Everything is in the one part buffer (less than a part, with a small base): one PutObject.
+      const body = this.part === null ? Buffer.alloc(0) : this.part.subarray(0, this.fill);
       await this.checkUnchanged();
       await this.send$(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length, ...object }));
       return;
     }
-    if (this.pendingBytes > 0) await this.sendPart(this.take(this.pendingBytes));
+    await this.flushPart();
     await Promise.all(this.inflight);
     if (this.failure) throw this.failure;
     await this.checkUnchanged();
@@ -297,8 +305,8 @@ export class S3Writer implements FileWriter {
 
   /** Aborts the multipart upload, if any (best effort: purging catches what this misses). */
   private async abort(): Promise<void> {
-    this.pending = [];
-    this.pendingBytes = 0;
+    this.part = null;
+    this.fill = 0;
     await Promise.all(this.inflight);
     const uploadId = this.uploadId;
     this.uploadId = undefined;
