@@ -66,6 +66,10 @@ export function matchRoute(method: string, path: string): { handler: Handler; pa
 
 const BASE_HEADERS = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 
+// Request ids: a random per-process prefix and a counter (cheaper than random bytes per request).
+const ID_PREFIX = randomBytes(4).toString('hex');
+let requestCounter = 0;
+
 export interface RegistryServer {
   server: http.Server;
   /** Stops accepting, lets in-flight requests finish (up to the drain timeout), then closes. */
@@ -79,7 +83,7 @@ export function createRegistryServer(registry: Registry, options: ApiOptions, lo
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = process.hrtime.bigint();
     const incomingId = req.headers['x-request-id'];
-    const requestId = typeof incomingId === 'string' && /^[\w.-]{1,128}$/.test(incomingId) ? incomingId : randomBytes(8).toString('hex');
+    const requestId = typeof incomingId === 'string' && /^[\w.-]{1,128}$/.test(incomingId) ? incomingId : `${ID_PREFIX}${(++requestCounter).toString(16).padStart(8, '0')}`;
     const rawUrl = req.url ?? '/';
     const q = rawUrl.indexOf('?');
     const ctx: Ctx = {

@@ -5,6 +5,7 @@ import { RegistryError } from '../errors/codes.js';
 import type { Digest } from '../oci/digest.js';
 import type { BaseDriver } from '../storage/base.js';
 import { isPathNotFound } from '../storage/driver.js';
+import type { TtlCache } from './cache.js';
 import { paths } from './paths.js';
 
 export interface BlobDescriptor {
@@ -75,6 +76,8 @@ export class LinkedBlobStore {
     private readonly driver: BaseDriver,
     private readonly global: GlobalBlobStore,
     readonly repo: string,
+    /** Sizes of blobs known to be linked here, by `repo@digest`. */
+    private readonly known: TtlCache<number>,
   ) {}
 
   async isLinked(digest: Digest): Promise<boolean> {
@@ -83,9 +86,13 @@ export class LinkedBlobStore {
 
   /** The blob's descriptor, or BLOB_UNKNOWN when it is not linked here or its data is gone. */
   async stat(digest: Digest): Promise<BlobDescriptor> {
+    const key = `${this.repo}@${digest.value}`;
+    const cached = this.known.get(key);
+    if (cached !== undefined) return { digest, size: cached };
     if (!(await this.isLinked(digest))) throw blobUnknown(digest);
     const size = await this.global.size(digest);
     if (size === null) throw blobUnknown(digest);
+    this.known.set(key, size);
     return { digest, size };
   }
 
@@ -98,6 +105,7 @@ export class LinkedBlobStore {
   }
 
   async unlink(digest: Digest): Promise<void> {
+    this.known.delete(`${this.repo}@${digest.value}`);
     if (!(await this.isLinked(digest))) throw blobUnknown(digest);
     await this.driver.delete(paths.layerLink(this.repo, digest));
   }

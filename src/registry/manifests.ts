@@ -7,6 +7,7 @@ import type { Reference } from '../oci/names.js';
 import type { BaseDriver } from '../storage/base.js';
 import { isPathNotFound } from '../storage/driver.js';
 import { readLink, type GlobalBlobStore, type LinkedBlobStore } from './blobs.js';
+import type { TtlCache } from './cache.js';
 import { paths } from './paths.js';
 import type { ReferrersIndex } from './referrers.js';
 import type { TagStore } from './tags.js';
@@ -40,10 +41,13 @@ export class ManifestStore {
     private readonly referrers: ReferrersIndex,
     readonly repo: string,
     /** Called after a manifest is stored (the catalog learns of the repository). */
-    private readonly onStored: () => void = () => {},
+    private readonly onStored: () => void,
+    /** Manifests known to be in this repository, by `repo@digest`, with their bytes. */
+    private readonly known: TtlCache<{ content: Buffer; mediaType: string }>,
   ) {}
 
   async exists(digest: Digest): Promise<boolean> {
+    if (this.known.get(`${this.repo}@${digest.value}`)) return true;
     return (await readLink(this.driver, paths.revisionLink(this.repo, digest))) === digest.value;
   }
 
@@ -56,6 +60,9 @@ export class ManifestStore {
 
   async get(ref: Reference): Promise<StoredManifest> {
     const digest = await this.resolve(ref);
+    const key = `${this.repo}@${digest.value}`;
+    const cached = this.known.get(key);
+    if (cached) return { digest, ...cached };
     let content: Buffer;
     try {
       content = await this.global.getContent(digest);
@@ -63,7 +70,9 @@ export class ManifestStore {
       if (isPathNotFound(err)) throw manifestUnknown(ref);
       throw err;
     }
-    return { digest, mediaType: sniffMediaType(content), content };
+    const mediaType = sniffMediaType(content);
+    this.known.set(key, { content, mediaType }, content.length);
+    return { digest, mediaType, content };
   }
 
 
@@ -92,16 +101,19 @@ export class ManifestStore {
       });
     }
 
-    // Blob first, then the revision link, then the referrer entry, then the tag: each step
-    // makes visible only what the previous ones made durable.
+    // Blob first, then the revision link and referrer entry, then the tag: each step makes
+    // visible only what the previous ones made durable. Links already in place are not
+    // rewritten (re-tagging a pushed manifest is common).
     await this.global.putContent(digest, content);
-    await this.driver.putContent(paths.revisionLink(this.repo, digest), digest.value);
+    const steps: Promise<void>[] = [];
+    if (!(await this.exists(digest))) steps.push(this.driver.putContent(paths.revisionLink(this.repo, digest), digest.value));
     if (parsed.subject) {
       const descriptor: Descriptor = { mediaType: parsed.mediaType, digest: digest.value, size: content.length };
       if (parsed.artifactType !== undefined) descriptor.artifactType = parsed.artifactType;
       if (parsed.annotations !== undefined) descriptor.annotations = parsed.annotations;
-      await this.referrers.add(parsed.subject.digest, descriptor);
+      steps.push(this.referrers.add(parsed.subject.digest, descriptor));
     }
+    await Promise.all(steps);
     if (ref.kind === 'tag') await this.tags.tag(ref.tag, digest);
     this.onStored();
     return { digest, subject: parsed.subject?.digest };
@@ -109,6 +121,7 @@ export class ManifestStore {
 
   /** Deletes a manifest revision and every tag that points at it. */
   async delete(digest: Digest): Promise<void> {
+    this.known.delete(`${this.repo}@${digest.value}`);
     if (!(await this.exists(digest))) throw manifestUnknown(digest);
     let subject: Digest | undefined;
     try {

@@ -5,6 +5,7 @@ import { checkName } from '../oci/names.js';
 import type { BaseDriver } from '../storage/base.js';
 import { isPathNotFound } from '../storage/driver.js';
 import { GlobalBlobStore, LinkedBlobStore, type BlobDescriptor } from './blobs.js';
+import { TtlCache } from './cache.js';
 import { CatalogCache, walkRepositories } from './catalog.js';
 import { ManifestStore } from './manifests.js';
 import { paths } from './paths.js';
@@ -29,11 +30,18 @@ export class Repository {
     readonly name: string,
   ) {
     const driver = registry.driver;
-    this.blobs = new LinkedBlobStore(driver, registry.blobs, name);
+    this.blobs = new LinkedBlobStore(driver, registry.blobs, name, registry.linkedBlobs);
     this.tags = new TagStore(driver, name);
     this.referrers = new ReferrersIndex(driver, name);
-    this.manifests = new ManifestStore(driver, registry.blobs, this.blobs, this.tags, this.referrers, name, () =>
-      registry.catalogCache.add(name),
+    this.manifests = new ManifestStore(
+      driver,
+      registry.blobs,
+      this.blobs,
+      this.tags,
+      this.referrers,
+      name,
+      () => registry.catalogCache.add(name),
+      registry.manifestCache,
     );
   }
 
@@ -65,13 +73,20 @@ export class Repository {
   }
 }
 
-/** How long the in-memory catalog is trusted before storage is walked again. */
-const CATALOG_TTL_MS = 5_000;
+/**
+ * How long facts read from storage are trusted in memory: the catalog, blobs linked into a
+ * repository, manifests held by a repository. Another process sharing the storage sees this
+ * process's deletions within this time; this process sees its own at once.
+ */
+const CACHE_TTL_MS = 5_000;
 
 export class Registry {
   readonly blobs: GlobalBlobStore;
   readonly uploads: UploadStore;
   readonly catalogCache: CatalogCache;
+  readonly linkedBlobs = new TtlCache<number>(CACHE_TTL_MS, 100_000);
+  /** Weighed by bytes: at most 32 MiB of manifests. */
+  readonly manifestCache = new TtlCache<{ content: Buffer; mediaType: string }>(CACHE_TTL_MS, 32 * 1024 * 1024);
 
   constructor(
     readonly driver: BaseDriver,
@@ -79,7 +94,7 @@ export class Registry {
   ) {
     this.blobs = new GlobalBlobStore(driver);
     this.uploads = new UploadStore(driver, this.blobs);
-    this.catalogCache = new CatalogCache(driver, CATALOG_TTL_MS);
+    this.catalogCache = new CatalogCache(driver, CACHE_TTL_MS);
   }
 
   /** A repository handle; validates the name (NAME_INVALID). */

@@ -21,8 +21,14 @@ export class TagStore {
   }
 
   async tag(tag: string, digest: Digest): Promise<void> {
-    await this.driver.putContent(paths.tagIndexLink(this.repo, tag, digest), digest.value);
-    await this.driver.putContent(paths.tagCurrentLink(this.repo, tag), digest.value);
+    // The index entry records history for garbage collection; both may be written at once.
+    const index = paths.tagIndexLink(this.repo, tag, digest);
+    await Promise.all([
+      readLink(this.driver, index).then((v) => (v === digest.value ? undefined : this.driver.putContent(index, digest.value))),
+      readLink(this.driver, paths.tagCurrentLink(this.repo, tag)).then((v) =>
+        v === digest.value ? undefined : this.driver.putContent(paths.tagCurrentLink(this.repo, tag), digest.value),
+      ),
+    ]);
   }
 
   async untag(tag: string): Promise<void> {

@@ -68,7 +68,8 @@ export class UploadStore {
 
   async start(repo: string): Promise<UploadStatus> {
     const uuid = randomUUID();
-    await this.driver.putContent(paths.uploadStartedAt(repo, uuid), new Date().toISOString());
+    // Scratch state: a session lost to a power cut is simply started again by the client.
+    await this.driver.putContent(paths.uploadStartedAt(repo, uuid), new Date().toISOString(), { durable: false });
     return { uuid, size: 0 };
   }
 

@@ -26,6 +26,8 @@ import {
 const NAME = 'filesystem';
 const VISIBLE_NAME = /^[A-Za-z0-9._:@-]+$/;
 const EPOCH = new Date(0);
+/** Written bytes after which a writer flushes to the device in the background. */
+const SYNC_EVERY = 8 * 1024 * 1024;
 
 export interface FilesystemOptions {
   rootdirectory: string;
@@ -270,6 +272,9 @@ class FilesystemWriter implements FileWriter {
   private inflight: Promise<void> | null = null;
   private failure: unknown = null;
   private closed = false;
+  /** Bytes written since the last background fdatasync started. */
+  private unsynced = 0;
+  private syncing: Promise<void> | null = null;
   private held: number;
 
   constructor(
@@ -303,11 +308,14 @@ class FilesystemWriter implements FileWriter {
   private startFlush(): void {
     if (this.pendingBytes === 0) return;
     const buffers = this.pending;
+    const bytes = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
     this.inflight = writeAll(this.handle, buffers).then(
       () => {
         this.inflight = null;
+        this.unsynced += bytes;
+        this.maybeSync();
       },
       (err) => {
         this.failure = err;
@@ -316,10 +324,30 @@ class FilesystemWriter implements FileWriter {
     );
   }
 
+  /**
+   * Flushes written data to the device in the background every SYNC_EVERY bytes, while
+   * more arrives: the fdatasync at commit then has only the tail left, instead of the
+   * whole blob while the client waits.
+   */
+  private maybeSync(): void {
+    if (this.syncing || this.unsynced < SYNC_EVERY) return;
+    this.unsynced = 0;
+    this.syncing = this.handle.datasync().then(
+      () => {
+        this.syncing = null;
+      },
+      (err) => {
+        this.failure = err;
+        this.syncing = null;
+      },
+    );
+  }
+
   private async drain(): Promise<void> {
     if (this.inflight) await this.inflight;
     this.startFlush();
     if (this.inflight) await this.inflight;
+    if (this.syncing) await this.syncing;
     if (this.failure) throw this.failure;
   }
 
@@ -349,6 +377,7 @@ class FilesystemWriter implements FileWriter {
     if (!this.closed) {
       this.closed = true;
       if (this.inflight) await this.inflight.catch(() => {});
+      if (this.syncing) await this.syncing;
       await this.handle.close();
     }
     await fsp.rm(this.file, { force: true });
