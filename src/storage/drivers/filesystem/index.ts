@@ -4,7 +4,7 @@
 // crash leaves either the old file or the new one. Temporary names contain '~', which no
 // storage path may contain, so listings never show them.
 import { randomBytes } from 'node:crypto';
-import { constants, readFile, promises as fsp, type Dirent } from 'node:fs';
+import { constants, readFile, readdir, promises as fsp, type Dirent } from 'node:fs';
 import { promisify } from 'node:util';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -27,7 +27,10 @@ import {
 const NAME = 'filesystem';
 const VISIBLE_NAME = /^[A-Za-z0-9._:@-]+$/;
 const EPOCH = new Date(0);
+// Callback forms run as one thread-pool job each (the promise API makes several round trips).
 const readFileAsync = promisify(readFile);
+const readdirAsync = promisify(readdir) as (path: string) => Promise<string[]>;
+const readdirTypedAsync = promisify(readdir) as (path: string, o: { withFileTypes: true }) => Promise<Dirent[]>;
 /** Written bytes after which a writer flushes to the device in the background. */
 const SYNC_EVERY = 8 * 1024 * 1024;
 
@@ -102,8 +105,7 @@ export class FilesystemDriver implements StorageDriver {
 
   async getContent(path: string): Promise<Buffer> {
     try {
-      // The callback readFile does open/fstat/read/close in one thread-pool job; the promise
-      // version makes four round trips (measured: 57k vs 25k small reads/s).
+      // One thread-pool job for open/fstat/read/close (measured: 57k vs 25k small reads/s).
       return await readFileAsync(this.full(path));
     } catch (err) {
       if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') throw new PathNotFoundError(path, NAME);
@@ -173,7 +175,7 @@ export class FilesystemDriver implements StorageDriver {
   async list(path: string, page?: { limit?: number; after?: string }): Promise<ListPage> {
     let names: string[];
     try {
-      names = await fsp.readdir(this.full(path));
+      names = await readdirAsync(this.full(path));
     } catch (err) {
       if (isNotFound(err)) throw new PathNotFoundError(path, NAME);
       throw err;
@@ -231,7 +233,7 @@ export class FilesystemDriver implements StorageDriver {
     const recurse = async (dir: string): Promise<boolean> => {
       let entries: Dirent[];
       try {
-        entries = await fsp.readdir(this.full(dir), { withFileTypes: true });
+        entries = await readdirTypedAsync(this.full(dir), { withFileTypes: true });
       } catch (err) {
         if (isNotFound(err)) {
           if (dir === path) throw new PathNotFoundError(path, NAME);
