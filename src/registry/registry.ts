@@ -10,7 +10,7 @@ import { CatalogCache, walkRepositories } from './catalog.js';
 import { ManifestStore } from './manifests.js';
 import { paths } from './paths.js';
 import { ReferrersIndex } from './referrers.js';
-import { TagStore } from './tags.js';
+import { TagStore, type TagListCache } from './tags.js';
 import { UploadStore } from './uploads.js';
 
 export interface RegistryOptions {
@@ -31,7 +31,7 @@ export class Repository {
   ) {
     const driver = registry.driver;
     this.blobs = new LinkedBlobStore(driver, registry.blobs, name, registry.linkedBlobs);
-    this.tags = new TagStore(driver, name);
+    this.tags = new TagStore(driver, name, registry.tagLists);
     this.referrers = new ReferrersIndex(driver, name);
     this.manifests = new ManifestStore(
       driver,
@@ -85,6 +85,7 @@ export class Registry {
   readonly uploads: UploadStore;
   readonly catalogCache: CatalogCache;
   readonly linkedBlobs = new TtlCache<number>(CACHE_TTL_MS, 100_000);
+  readonly tagLists: TagListCache = new Map();
   /** Weighed by bytes: at most 32 MiB of manifests. */
   readonly manifestCache = new TtlCache<{ content: Buffer; mediaType: string }>(CACHE_TTL_MS, 32 * 1024 * 1024);
 

@@ -8,10 +8,21 @@ import { isPathNotFound } from '../storage/driver.js';
 import { readLink } from './blobs.js';
 import { paths } from './paths.js';
 
+/** A repository's sorted tag names, with the tags directory's time when they were read. */
+export type TagListCache = Map<string, { modTime: number; tags: string[] }>;
+
+/**
+ * A cached list is trusted only while the directory's time is unchanged and the list was
+ * read at least this long after that time: a directory changed within the timestamp
+ * granularity of the filesystem could otherwise keep its time across two changes.
+ */
+const SETTLED_MS = 1000;
+
 export class TagStore {
   constructor(
     private readonly driver: BaseDriver,
     readonly repo: string,
+    private readonly lists: TagListCache = new Map(),
   ) {}
 
   /** The digest a tag points at, or null when the tag does not exist. */
@@ -40,11 +51,24 @@ export class TagStore {
     }
   }
 
-  /** All tags, sorted lexically (byte order). */
+  /**
+   * All tags, sorted lexically (byte order). Where the backend keeps directory times (the
+   * filesystem), an unchanged tags directory is answered from memory, so a page of a long
+   * tag list costs one stat instead of reading and sorting the whole directory.
+   */
   async all(): Promise<string[]> {
+    const dir = paths.tags(this.repo);
     try {
-      const dirs = await this.driver.listAll(paths.tags(this.repo));
-      return dirs.map((d) => d.slice(d.lastIndexOf('/') + 1));
+      const modTime = (await this.driver.stat(dir)).modTime.getTime();
+      const cached = this.lists.get(this.repo);
+      if (cached && modTime > 0 && cached.modTime === modTime) return cached.tags;
+      const readAt = Date.now();
+      const tags = (await this.driver.listAll(dir)).map((d) => d.slice(d.lastIndexOf('/') + 1));
+      if (modTime > 0 && readAt - modTime >= SETTLED_MS) {
+        if (this.lists.size >= 10_000) this.lists.clear();
+        this.lists.set(this.repo, { modTime, tags });
+      }
+      return tags;
     } catch (err) {
       if (isPathNotFound(err)) return [];
       throw err;

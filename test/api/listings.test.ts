@@ -380,3 +380,27 @@ describe('catalog across processes sharing storage', () => {
     }
   });
 });
+
+describe('tags list served from memory while the tags directory is unchanged', () => {
+  test('a tag added or removed after the list was cached is seen at once', async () => {
+    const berth = await startInProcess({ storage: { delete: { enabled: true } } });
+    try {
+      const c = new Client(berth.url);
+      const img = await c.pushImage('cached/tags', 'a');
+      for (const t of ['b', 'c']) assert.equal((await c.putManifest('cached/tags', t, img.body)).res.status, 201);
+      // let the directory's time settle so the list is cached, then read it twice
+      await new Promise((r) => setTimeout(r, 1100));
+      for (let i = 0; i < 2; i++) {
+        assert.deepEqual(((await (await c.fetch('/v2/cached/tags/tags/list')).json()) as { tags: string[] }).tags, ['a', 'b', 'c']);
+      }
+      assert.equal((await c.putManifest('cached/tags', 'd', img.body)).res.status, 201);
+      assert.deepEqual(((await (await c.fetch('/v2/cached/tags/tags/list')).json()) as { tags: string[] }).tags, ['a', 'b', 'c', 'd']);
+      await new Promise((r) => setTimeout(r, 1100));
+      assert.deepEqual(((await (await c.fetch('/v2/cached/tags/tags/list')).json()) as { tags: string[] }).tags, ['a', 'b', 'c', 'd']);
+      assert.equal((await c.fetch('/v2/cached/tags/manifests/b', { method: 'DELETE' })).status, 202);
+      assert.deepEqual(((await (await c.fetch('/v2/cached/tags/tags/list')).json()) as { tags: string[] }).tags, ['a', 'c', 'd']);
+    } finally {
+      await berth.stop();
+    }
+  });
+});
