@@ -97,7 +97,13 @@ export class LinkedBlobStore {
   }
 
   async exists(digest: Digest): Promise<boolean> {
-    return (await this.isLinked(digest)) && (await this.global.size(digest)) !== null;
+    try {
+      await this.stat(digest);
+      return true;
+    } catch (err) {
+      if (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN') return false;
+      throw err;
+    }
   }
 
   link(digest: Digest): Promise<void> {

@@ -14,6 +14,8 @@ import { paths } from './paths.js';
 
 const UUID_RE = /^[A-Za-z0-9_-]{1,128}$/;
 const HASH_HINTS_MAX = 10_000;
+/** Monolithic uploads up to this size are verified in memory and written once. */
+export const SMALL_BLOB_MAX = 1024 * 1024;
 
 export interface UploadStatus {
   uuid: string;
@@ -203,6 +205,36 @@ export class UploadStore {
       await this.removeSession(repo, uuid);
       return { digest, size };
     });
+  }
+
+  /**
+   * A whole small blob in one request (a monolithic upload announcing at most
+   * SMALL_BLOB_MAX bytes): read into memory (bounded), verified, then written once,
+   * atomically and durably, under its digest — no session directory, no rename.
+   */
+  async putWhole(digest: Digest, linked: LinkedBlobStore, body: AsyncIterable<Buffer>, length: number): Promise<BlobDescriptor> {
+    if (length > SMALL_BLOB_MAX) throw new Error(`putWhole takes at most ${SMALL_BLOB_MAX} bytes`);
+    const data = Buffer.allocUnsafe(length);
+    let received = 0;
+    for await (const chunk of body) {
+      if (received + chunk.length > length) {
+        throw new RegistryError('SIZE_INVALID', { expected: length }, { message: `body is longer than the announced ${length} bytes` });
+      }
+      chunk.copy(data, received);
+      received += chunk.length;
+    }
+    if (received !== length) {
+      throw new RegistryError('SIZE_INVALID', { expected: length, received }, { message: `body has ${received} bytes, ${length} were announced` });
+    }
+    const actual = newHash(digest.algorithm).update(data).digest('hex');
+    if (actual !== digest.hex) {
+      throw new RegistryError('DIGEST_INVALID', { expected: digest.value, actual: `${digest.algorithm}:${actual}` }, {
+        message: 'provided digest did not match uploaded content',
+      });
+    }
+    await this.blobs.putContent(digest, data);
+    await linked.link(digest);
+    return { digest, size: length };
   }
 
   async cancel(repo: string, uuid: string): Promise<void> {

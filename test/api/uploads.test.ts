@@ -20,8 +20,14 @@ for (const driver of ['filesystem', 'inmemory'] as const) {
     });
     after(() => berth.stop());
 
-    test('monolithic POST ?digest= stores the blob and links it', async () => {
-      const data = random(100_000);
+    // No session may be left behind (small blobs never create one).
+    const noSessions = (repo: string) => {
+      const dir = join(berth.root!, V2, 'repositories', repo, '_uploads');
+      assert.deepEqual(existsSync(dir) ? readdirSync(dir) : [], [], `sessions left in ${repo}`);
+    };
+
+    for (const size of [100_000, 3_000_000]) test(`monolithic POST ?digest= stores the blob and links it (${size} bytes)`, async () => {
+      const data = random(size);
       const digest = await c.pushBlob('mono/repo', data);
       const res = await c.fetch(`/v2/mono/repo/blobs/${digest}`);
       assert.equal(res.status, 200);
@@ -30,12 +36,12 @@ for (const driver of ['filesystem', 'inmemory'] as const) {
         const hex = digest.slice(7);
         assert.deepEqual(readFileSync(join(berth.root!, V2, 'blobs/sha256', hex.slice(0, 2), hex, 'data')), data);
         assert.equal(readFileSync(join(berth.root!, V2, 'repositories/mono/repo/_layers/sha256', hex, 'link'), 'utf8'), digest);
-        assert.deepEqual(readdirSync(join(berth.root!, V2, 'repositories/mono/repo/_uploads')), [], 'session removed');
+        noSessions('mono/repo');
       }
     });
 
-    test('monolithic POST with a wrong digest → 400 DIGEST_INVALID and nothing stored', async () => {
-      const data = random(1000);
+    for (const size of [1000, 2_000_000]) test(`monolithic POST with a wrong digest → 400 DIGEST_INVALID and nothing stored (${size} bytes)`, async () => {
+      const data = random(size);
       const wrong = sha256('something else');
       const res = await c.fetch(`/v2/mono/bad/blobs/uploads/?digest=${wrong}`, { method: 'POST', body: data });
       await expectError(res, 400, 'DIGEST_INVALID');
@@ -43,7 +49,7 @@ for (const driver of ['filesystem', 'inmemory'] as const) {
       await expectError(await c.fetch(`/v2/mono/bad/blobs/${sha256(data)}`), 404, 'BLOB_UNKNOWN');
       if (driver === 'filesystem') {
         assert.ok(!existsSync(join(berth.root!, V2, 'blobs/sha256', wrong.slice(7, 9), wrong.slice(7))));
-        assert.deepEqual(readdirSync(join(berth.root!, V2, 'repositories/mono/bad/_uploads')), [], 'orphan session removed');
+        noSessions('mono/bad');
       }
     });
 

@@ -4,7 +4,7 @@ import { RegistryError } from '../../errors/codes.js';
 import { parseDigest, type Digest } from '../../oci/digest.js';
 import { checkName } from '../../oci/names.js';
 import type { BlobDescriptor } from '../../registry/blobs.js';
-import { rangeHeader, type AppendOptions } from '../../registry/uploads.js';
+import { SMALL_BLOB_MAX, rangeHeader, type AppendOptions } from '../../registry/uploads.js';
 import { assertWritable, body as requestBody, repoOf, sendEmpty, urlFor, type Ctx } from '../context.js';
 
 /** Whether the request carries a body (Content-Length > 0 or chunked). */
@@ -81,6 +81,10 @@ export async function startUpload(ctx: Ctx): Promise<void> {
   let digest: Digest | undefined;
   if (digestParam !== null) digest = parseDigest(digestParam);
 
+  const announced = ctx.req.headers['content-length'];
+  if (digest && announced !== undefined && ctx.req.headers['transfer-encoding'] === undefined && Number(announced) <= SMALL_BLOB_MAX) {
+    return created(ctx, await ctx.registry.uploads.putWhole(digest, repo.blobs, requestBody(ctx), Number(announced)));
+  }
   const session = await ctx.registry.uploads.start(repo.name);
   if (digest) {
     // Monolithic upload: the client never learns this session, so it goes on any failure.
