@@ -3,7 +3,7 @@
 import { type Digest } from '../oci/digest.js';
 import { checkName } from '../oci/names.js';
 import type { BaseDriver } from '../storage/base.js';
-import { isPathNotFound } from '../storage/driver.js';
+import { canPurgeStaleWrites, isPathNotFound } from '../storage/driver.js';
 import { GlobalBlobStore, LinkedBlobStore, type BlobDescriptor } from './blobs.js';
 import { TtlCache } from './cache.js';
 import { CatalogCache, walkRepositories } from './catalog.js';
@@ -108,12 +108,19 @@ export class Registry {
     return this.catalogCache.all();
   }
 
-  /** Removes upload sessions older than `ageMs` in every repository. */
+  /**
+   * Removes upload sessions older than `ageMs` in every repository, and what interrupted
+   * writes left in the backend outside any path (S3's incomplete multipart uploads).
+   */
   async purgeUploads(ageMs: number, dryRun: boolean): Promise<{ repo: string; uuid: string }[]> {
     const removed: { repo: string; uuid: string }[] = [];
     await walkRepositories(this.driver, async (repo) => {
       for (const uuid of await this.uploads.purge(repo, ageMs, dryRun)) removed.push({ repo, uuid });
     }, '_uploads');
+    const inner = this.driver.inner;
+    if (canPurgeStaleWrites(inner)) {
+      for (const item of await inner.purgeStaleWrites(ageMs, { dryRun })) removed.push({ repo: '(storage)', uuid: item });
+    }
     return removed;
   }
 }

@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { buildConfig, loadConfig } from '../../src/config/config.js';
 import { BaseDriver } from '../../src/storage/base.js';
 import { PathNotFoundError, canPurgeStaleWrites } from '../../src/storage/driver.js';
@@ -191,6 +191,27 @@ describe('s3 driver specifics', { skip }, () => {
     await assert.rejects(d.stat('/dead-sibling/data'), PathNotFoundError);
   });
 
+  test('a failure while carrying the held bytes poisons the writer: close() fails and the object keeps its bytes', async () => {
+    const p = '/poison/_uploads/u/data';
+    const held = randomBytes(3000);
+    await d.putContent(p, held);
+    const w = await d.writer(p, { append: true });
+    const send = inner.client.send.bind(inner.client);
+    let failures = 0;
+    inner.client.send = ((cmd: unknown, ...rest: unknown[]) => {
+      // The read-back of the held bytes fails (as after the SDK's retries of a network error).
+      if (cmd instanceof GetObjectCommand && failures++ === 0) return Promise.reject(new Error('connection reset'));
+      return (send as (...a: unknown[]) => unknown)(cmd, ...rest);
+    }) as typeof inner.client.send;
+    try {
+      await assert.rejects(w.write(Buffer.from('new bytes')), /connection reset/);
+      await assert.rejects(w.close(), /connection reset/);
+    } finally {
+      inner.client.send = send;
+    }
+    assert.ok((await d.getContent(p)).equals(held), 'the held bytes were not replaced by the new ones alone');
+  });
+
   test('two writers racing on one path: a writer whose held object was replaced fails instead of dropping bytes', async () => {
     for (const size of [4, 6 * MiB]) {
       const p = `/race-${size}/f`;
@@ -276,9 +297,18 @@ describe('s3 driver specifics', { skip }, () => {
     assert.deepEqual(second.entries, sorted.slice(10, 20));
     assert.equal(requests.length, 1, 'after e-…, a directory e could not be on the page: no probe');
     requests.length = 0;
-    assert.deepEqual(await dp.listAll(`${dir}/many`), sorted);
-    // listAll asks 1,000 at a time: 10 listing requests and a probe, then one for the last 100.
+    // Pages of 1,000: ten listing requests and a probe, then one request for the last 100.
+    const big = await dp.list(`${dir}/many`, { limit: 1000 });
+    assert.deepEqual(big.entries, sorted.slice(0, 1000));
+    assert.equal(requests.length, 11, requests.join(', '));
+    const rest = await dp.list(`${dir}/many`, { limit: 1000, after: big.next });
+    assert.deepEqual(rest, { entries: sorted.slice(1000) });
     assert.equal(requests.length, 12, requests.join(', '));
+    requests.length = 0;
+    // No limit: the whole directory, 11 listing requests and nothing else.
+    assert.deepEqual(await dp.listAll(`${dir}/many`), sorted);
+    assert.deepEqual((await dp.list(`${dir}/many`)).entries, sorted);
+    assert.ok(requests.every((r) => r === `${ROOT}/order/many/ /`), requests.join(', '));
     // With the directory `e` present, it comes first.
     await d.putContent(`${dir}/many/e/x`, '');
     assert.deepEqual((await dp.list(`${dir}/many`, { limit: 2 })).entries, [`${dir}/many/e`, sorted[0]]);

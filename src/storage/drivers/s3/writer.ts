@@ -131,9 +131,15 @@ export class S3Writer implements FileWriter {
     if (chunk.length === 0) return;
     this.held += chunk.length;
     this.wrote = true;
-    // The held bytes go first: carried before any new byte takes its place in a part.
-    await this.carryBase();
-    await this.append(chunk);
+    try {
+      // The held bytes go first: carried before any new byte takes its place in a part.
+      await this.carryBase();
+      await this.append(chunk);
+    } catch (err) {
+      // The writer's content is no longer known to be whole: close() must not store it.
+      this.failure ??= err;
+      throw err;
+    }
   }
 
   /** Copies bytes into part buffers, sending each one that fills up. */
