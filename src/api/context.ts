@@ -5,6 +5,7 @@ import type { TlsOptions } from 'node:tls';
 import type { AuthHook } from '../auth/index.js';
 import { RegistryError } from '../errors/codes.js';
 import type { Registry, Repository } from '../registry/registry.js';
+import { paginate } from '../storage/driver.js';
 
 export interface ApiOptions {
   /** Absolute base URL for Location headers (http.host); else derived from the request. */
@@ -106,21 +107,9 @@ export function page(
   sorted: string[],
   opts: { n?: number; last?: string },
 ): { entries: string[]; link?: string } {
-  let start = 0;
-  if (opts.last !== undefined) {
-    const last = opts.last;
-    let lo = 0;
-    let hi = sorted.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (sorted[mid]! <= last) lo = mid + 1;
-      else hi = mid;
-    }
-    start = lo;
-  }
-  if (opts.n === undefined) return { entries: sorted.slice(start) };
-  const entries = sorted.slice(start, start + opts.n);
-  if (opts.n === 0 || start + opts.n >= sorted.length) return { entries };
-  const q = new URLSearchParams({ n: String(opts.n), last: entries[entries.length - 1]! });
+  if (opts.n === 0) return { entries: [] };
+  const { entries, next } = paginate(sorted, { limit: opts.n, after: opts.last });
+  if (next === undefined) return { entries };
+  const q = new URLSearchParams({ n: String(opts.n), last: next });
   return { entries, link: `<${ctx.path}?${q.toString()}>; rel="next"` };
 }

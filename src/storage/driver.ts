@@ -113,6 +113,9 @@ export function isPathNotFound(err: unknown): err is PathNotFoundError {
 
 // Helpers shared by drivers (kept here so a driver imports only this file).
 
+/** A name that can be a storage path segment; backend entries with other names are neither listed nor walked. */
+export const VISIBLE_NAME = /^[A-Za-z0-9._:@-]+$/;
+
 /** Pagination over a sorted list of names, shared by drivers that list a whole directory. */
 export function paginate(sortedPaths: string[], page: { limit?: number; after?: string } = {}): ListPage {
   let start = 0;

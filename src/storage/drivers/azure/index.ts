@@ -27,6 +27,7 @@ import {
   InvalidOffsetError,
   PathNotFoundError,
   UnsupportedError,
+  VISIBLE_NAME,
   childPath,
   compareNames,
   paginate,
@@ -41,8 +42,6 @@ import {
 import { AzureWriter, BLOCK_ID_LENGTH } from './writer.js';
 
 const NAME = 'azure';
-/** A name that can be a storage path segment; blobs with other names are neither listed nor walked. */
-const VISIBLE_NAME = /^[A-Za-z0-9._:@-]+$/;
 const MiB = 1024 * 1024;
 /** Copy Blob From URL (synchronous) takes block blob sources up to this size. */
 const SYNC_COPY_MAX = 256 * MiB;

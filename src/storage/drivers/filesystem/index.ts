@@ -12,6 +12,7 @@ import type { Readable } from 'node:stream';
 import {
   InvalidOffsetError,
   PathNotFoundError,
+  VISIBLE_NAME,
   childPath,
   compareNames,
   paginate,
@@ -25,7 +26,6 @@ import {
 } from '../../driver.js';
 
 const NAME = 'filesystem';
-const VISIBLE_NAME = /^[A-Za-z0-9._:@-]+$/;
 const EPOCH = new Date(0);
 // Callback forms run as one thread-pool job each (the promise API makes several round trips).
 const readFileAsync = promisify(readFile);

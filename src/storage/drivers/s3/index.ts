@@ -42,6 +42,7 @@ import { Readable } from 'node:stream';
 import {
   InvalidOffsetError,
   PathNotFoundError,
+  VISIBLE_NAME,
   childPath,
   compareNames,
   paginate,
@@ -57,8 +58,6 @@ import {
 import { MAX_PART, MAX_PARTS, MIN_PART, S3Writer, copyRanges, type ObjectOptions } from './writer.js';
 
 const NAME = 's3';
-/** A name that can be a storage path segment; keys with other names are neither listed nor walked. */
-const VISIBLE_NAME = /^[A-Za-z0-9._:@-]+$/;
 const MiB = 1024 * 1024;
 const EPOCH = new Date(0);
 /** Keys per ListObjectsV2 / DeleteObjects request (the service's maximum). */
