@@ -5,6 +5,7 @@ import { rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Client, expectError, random, sha256, sha512 } from '../helpers/client.js';
+import { apiDrivers, stopDrivers, storageFor as driverStorage } from '../helpers/drivers.js';
 import { startInProcess, type RunningBerth } from '../helpers/berth.js';
 
 /**
@@ -32,14 +33,15 @@ function exchange(port: number, path: string, headers: Record<string, string> = 
   });
 }
 
-for (const driver of ['filesystem', 'inmemory'] as const) {
-  describe(`blobs (${driver})`, () => {
+after(() => stopDrivers());
+
+for (const { driver, skip } of apiDrivers()) {
+  describe(`blobs (${driver})`, { skip }, () => {
     let berth: RunningBerth;
     let c: Client;
     before(async () => {
       const storage: Record<string, unknown> = { delete: { enabled: true } };
-      if (driver === 'inmemory') storage.inmemory = null;
-      berth = await startInProcess({ storage });
+      berth = await startInProcess({ storage: await driverStorage(driver, storage) });
       c = new Client(berth.url);
     });
     after(async () => {

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { Client, expectError, random, rawRequest, sha256, sha512 } from '../helpers/client.js';
+import { apiDrivers, stopDrivers, storageFor as driverStorage } from '../helpers/drivers.js';
 import { startInProcess, type RunningBerth } from '../helpers/berth.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -102,14 +103,15 @@ async function expectUnknown(c: Client, repo: string, ref: string): Promise<void
   await expectError(await c.fetch(`/v2/${repo}/manifests/${ref}`, { method: 'HEAD' }), 404, 'MANIFEST_UNKNOWN');
 }
 
-for (const driver of ['filesystem', 'inmemory'] as const) {
-  describe(`manifests (${driver})`, () => {
+after(() => stopDrivers());
+
+for (const { driver, skip } of apiDrivers()) {
+  describe(`manifests (${driver})`, { skip }, () => {
     let berth: RunningBerth;
     let c: Client;
     before(async () => {
       const storage: Record<string, unknown> = { delete: { enabled: true } };
-      if (driver === 'inmemory') storage.inmemory = null;
-      berth = await startInProcess({ storage });
+      berth = await startInProcess({ storage: await driverStorage(driver, storage) });
       c = new Client(berth.url);
     });
     after(async () => {

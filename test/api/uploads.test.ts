@@ -6,16 +6,19 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, expectError, random, sha256, sha512 } from '../helpers/client.js';
+import { apiDrivers, stopDrivers, storageFor as driverStorage } from '../helpers/drivers.js';
 import { startInProcess, type RunningBerth } from '../helpers/berth.js';
 
 const V2 = 'docker/registry/v2';
 
-for (const driver of ['filesystem', 'inmemory'] as const) {
-  describe(`uploads (${driver})`, () => {
+after(() => stopDrivers());
+
+for (const { driver, skip } of apiDrivers()) {
+  describe(`uploads (${driver})`, { skip }, () => {
     let berth: RunningBerth;
     let c: Client;
     before(async () => {
-      berth = await startInProcess(driver === 'inmemory' ? { storage: { inmemory: null } } : {});
+      berth = await startInProcess({ storage: await driverStorage(driver) });
       c = new Client(berth.url);
     });
     after(() => berth.stop());
