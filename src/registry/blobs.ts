@@ -78,6 +78,8 @@ export class LinkedBlobStore {
     readonly repo: string,
     /** Sizes of blobs known to be linked here, by `repo@digest`. */
     private readonly known: TtlCache<number>,
+    /** Called after a blob is linked (the catalog learns of the repository). */
+    private readonly onLinked: () => void = () => {},
   ) {}
 
   async isLinked(digest: Digest): Promise<boolean> {
@@ -106,8 +108,9 @@ export class LinkedBlobStore {
     }
   }
 
-  link(digest: Digest): Promise<void> {
-    return this.driver.putContent(paths.layerLink(this.repo, digest), digest.value);
+  async link(digest: Digest): Promise<void> {
+    await this.driver.putContent(paths.layerLink(this.repo, digest), digest.value);
+    this.onLinked();
   }
 
   async unlink(digest: Digest): Promise<void> {

@@ -1,26 +1,31 @@
-// The repository catalog: every directory under `repositories/` that holds a `_manifests`
-// directory is a repository (Distribution's rule). Directories starting with '_' are never
+// The repository catalog: every directory under `repositories/` that holds a `_layers` or a
+// `_manifests` directory is a repository (Distribution 2.8 lists a repository once it has
+// `_layers`, i.e. blobs, even before any manifest). Directories starting with '_' are never
 // descended into.
 import type { BaseDriver } from '../storage/base.js';
 import { isPathNotFound } from '../storage/driver.js';
 import { REPOSITORIES } from './paths.js';
 
 /**
- * Visits each repository name (in walk order) that has a `marker` directory: `_manifests`
- * for the catalog, `_uploads` for upload purging.
+ * Visits each repository name (in walk order) that has one of the `markers` directories:
+ * `_layers`/`_manifests` for the catalog, `_uploads` for upload purging.
  */
 export async function walkRepositories(
   driver: BaseDriver,
   visit: (name: string) => Promise<void> | void,
-  marker = '_manifests',
+  markers: readonly string[] = ['_layers', '_manifests'],
 ): Promise<void> {
   const prefix = REPOSITORIES.length + 1;
+  let last: string | undefined;
   try {
     await driver.walk(REPOSITORIES, async (info) => {
       if (!info.isDir) return;
       const base = info.path.slice(info.path.lastIndexOf('/') + 1);
-      if (base === marker) {
-        await visit(info.path.slice(prefix, info.path.lastIndexOf('/')));
+      if (markers.includes(base)) {
+        const name = info.path.slice(prefix, info.path.lastIndexOf('/'));
+        // A repository's markers are siblings, visited one after the other.
+        if (name !== last) await visit(name);
+        last = name;
         return 'skip';
       }
       if (base.startsWith('_')) return 'skip';

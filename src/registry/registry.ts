@@ -30,7 +30,7 @@ export class Repository {
     readonly name: string,
   ) {
     const driver = registry.driver;
-    this.blobs = new LinkedBlobStore(driver, registry.blobs, name, registry.linkedBlobs);
+    this.blobs = new LinkedBlobStore(driver, registry.blobs, name, registry.linkedBlobs, () => registry.catalogCache.add(name));
     this.tags = new TagStore(driver, name, registry.tagLists);
     this.referrers = new ReferrersIndex(driver, name);
     this.manifests = new ManifestStore(
@@ -116,7 +116,7 @@ export class Registry {
     const removed: { repo: string; uuid: string }[] = [];
     await walkRepositories(this.driver, async (repo) => {
       for (const uuid of await this.uploads.purge(repo, ageMs, dryRun)) removed.push({ repo, uuid });
-    }, '_uploads');
+    }, ['_uploads']);
     const inner = this.driver.inner;
     if (canPurgeStaleWrites(inner)) {
       for (const item of await inner.purgeStaleWrites(ageMs, { dryRun })) removed.push({ repo: '(storage)', uuid: item });
