@@ -10,14 +10,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, createHash } from 'node:crypto';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
-import { startProcess, tempDir, type BerthProcess } from '../helpers/berth.js';
-import { accessLog, buildImageIn, fetchBlob, fetchManifest, lowercaseTempDir, sha256, type AccessLogEntry } from '../helpers/containers.js';
-import { have, run } from '../helpers/exec.js';
-import type { BuiltImage } from '../helpers/images.js';
+import { startProcess, type BerthProcess } from '../helpers/berth.js';
+import { fetchBlob, sha256 } from '../helpers/containers.js';
+import { have } from '../helpers/exec.js';
+import { Scratch, assertLayout, blobGets, checkMultiArchCopy, copy, skopeo } from '../helpers/cloud-e2e.js';
 import { createBucket, destroyBucket, listKeys, rawClient, s3FromEnv } from '../helpers/s3.js';
 
 const ROOT = 'berth-e2e';
@@ -76,7 +76,7 @@ describe('skopeo and HTTP clients through berth serve on S3 (Ceph RGW)', () => {
   /** storage.redirect.disable: true, configured by environment variables only. */
   let streaming: BerthProcess;
   let streamingEnv: Record<string, string>;
-  const dirs: string[] = [];
+  const work = new Scratch('s3');
 
   before(async () => {
     if (env.skip !== false) return;
@@ -120,46 +120,13 @@ describe('skopeo and HTTP clients through berth serve on S3 (Ceph RGW)', () => {
     await redirecting?.stop();
     await streaming?.stop();
     if (bucket) await destroyBucket(client, bucket).catch(() => {});
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    work.cleanup();
   });
 
-  const image = (opts: Parameters<typeof buildImageIn>[1]): BuiltImage => {
-    const scratch = lowercaseTempDir();
-    dirs.push(scratch);
-    return buildImageIn(scratch, opts);
-  };
-  const scratch = (): string => {
-    const d = tempDir('berth-s3-out-');
-    dirs.push(d);
-    return d;
-  };
-  const skopeo = (args: string[]) => run('skopeo', ['--insecure-policy', ...args], { timeoutMs: 180_000 });
-  const copy = (src: string, dest: string, extra: string[] = []) =>
-    skopeo(['copy', '--src-tls-verify=false', '--dest-tls-verify=false', ...extra, src, dest]);
+  const image = work.image;
+  const scratch = work.dir;
   const uploadsIn = async (prefix: string) =>
     (await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: `${ROOT}/docker/registry/v2/${prefix}` }))).Uploads ?? [];
-
-  /** Every blob of `img` in an OCI layout equals what was built. */
-  function assertLayout(dir: string, img: BuiltImage, digests: Iterable<string>): void {
-    const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
-    assert.equal(index.manifests[0]!.digest, img.digest);
-    for (const d of digests) {
-      const got = readFileSync(join(dir, 'blobs', ...d.split(':')));
-      assert.ok(got.equals(img.blobs.get(d)!), `blob ${d} differs`);
-    }
-  }
-
-  /** Access-log records of blob GETs for `repo`, once there are at least `count`. */
-  async function blobGets(berth: BerthProcess, repo: string, count: number): Promise<AccessLogEntry[]> {
-    const prefix = `/v2/${repo}/blobs/sha256:`;
-    const deadline = Date.now() + 5000;
-    for (;;) {
-      const gets = accessLog(berth.output()).filter((e) => e.method === 'GET' && e.path.startsWith(prefix));
-      if (gets.length >= count) return gets;
-      if (Date.now() > deadline) throw new Error(`${gets.length} of ${count} blob GETs of ${repo} logged:\n${berth.output().slice(-4000)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
 
   /** Starts an upload session; returns its path. */
   async function startUpload(berth: BerthProcess, repo: string): Promise<string> {
@@ -227,27 +194,7 @@ describe('skopeo and HTTP clients through berth serve on S3 (Ceph RGW)', () => {
 
   test('copy --all of a two-platform index through either process keeps every digest and byte', { timeout: 300_000 }, async (t) => {
     if (skip) return t.skip(skip);
-    const img = image({ tag: 'v1', platforms: ['linux/amd64', 'linux/arm64'], layers: 2, seed: 's3-multi' });
-    // Pushed through the streaming process, read back through both.
-    await copy(img.ref, `docker://${streaming.host}/e2e/multi:v1`, ['--all']);
-    for (const berth of [redirecting, streaming]) {
-      const top = await fetchManifest(berth.url, 'e2e/multi', 'v1');
-      assert.equal(top.status, 200);
-      assert.equal(top.headers.get('docker-content-digest'), img.digest);
-      assert.ok(top.body.equals(img.blobs.get(img.digest)!));
-      const out = join(scratch(), 'all');
-      await copy(`docker://${berth.host}/e2e/multi:v1`, `oci:${out}:v1`, ['--all']);
-      assertLayout(out, img, img.blobs.keys());
-    }
-    const redirected = await blobGets(redirecting, 'e2e/multi', img.blobs.size - 3);
-    assert.ok(redirected.length > 0 && redirected.every((e) => e.status === 307), JSON.stringify(redirected));
-    // And a registry-to-registry copy within Berth on S3 (blobs mounted), pulled per platform.
-    await copy(`docker://${redirecting.host}/e2e/multi:v1`, `docker://${redirecting.host}/e2e/multi-copy:v1`, ['--all']);
-    const arm = img.manifests.find((m) => m.platform.architecture === 'arm64')!;
-    const out = join(scratch(), 'arm');
-    await skopeo(['--override-arch', 'arm64', 'copy', '--src-tls-verify=false', `docker://${streaming.host}/e2e/multi-copy:v1`, `oci:${out}:v1`]);
-    const index = JSON.parse(readFileSync(join(out, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
-    assert.equal(index.manifests[0]!.digest, arm.digest);
+    await checkMultiArchCopy(work, redirecting, streaming, 's3-multi');
   });
 
   test('a chunked upload hops between the two processes and completes with the right digest', { timeout: 120_000 }, async (t) => {
