@@ -79,9 +79,10 @@ export interface RegistryServer {
 export function createRegistryServer(registry: Registry, options: ApiOptions, log: Logger): RegistryServer {
   let inflight = 0;
   let idle: (() => void) | null = null;
+  const baseHeaders: [string, string | string[]][] = [...Object.entries(BASE_HEADERS), ...Object.entries(options.headers)];
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const started = process.hrtime.bigint();
+    const started = options.accessLog ? process.hrtime.bigint() : 0n;
     const incomingId = req.headers['x-request-id'];
     const requestId = typeof incomingId === 'string' && /^[\w.-]{1,128}$/.test(incomingId) ? incomingId : `${ID_PREFIX}${(++requestCounter).toString(16).padStart(8, '0')}`;
     const rawUrl = req.url ?? '/';
@@ -98,8 +99,7 @@ export function createRegistryServer(registry: Registry, options: ApiOptions, lo
       requestId,
     };
     res.setHeader('X-Request-Id', requestId);
-    for (const [k, v] of Object.entries(BASE_HEADERS)) res.setHeader(k, v);
-    for (const [k, v] of Object.entries(options.headers)) res.setHeader(k, v);
+    for (const [k, v] of baseHeaders) res.setHeader(k, v);
 
     inflight++;
     res.once('close', () => {

@@ -91,10 +91,11 @@ export class LinkedBlobStore {
     const key = `${this.repo}@${digest.value}`;
     const cached = this.known.get(key);
     if (cached !== undefined) return { digest, size: cached };
+    const version = this.known.version;
     if (!(await this.isLinked(digest))) throw blobUnknown(digest);
     const size = await this.global.size(digest);
     if (size === null) throw blobUnknown(digest);
-    this.known.set(key, size);
+    this.known.fill(key, size, version);
     return { digest, size };
   }
 
@@ -114,8 +115,11 @@ export class LinkedBlobStore {
   }
 
   async unlink(digest: Digest): Promise<void> {
-    this.known.delete(`${this.repo}@${digest.value}`);
+    const key = `${this.repo}@${digest.value}`;
+    this.known.delete(key);
     if (!(await this.isLinked(digest))) throw blobUnknown(digest);
     await this.driver.delete(paths.layerLink(this.repo, digest));
+    this.known.delete(key); // a read that overlapped the deletion may have cached the link
+
   }
 }

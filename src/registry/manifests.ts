@@ -59,6 +59,7 @@ export class ManifestStore {
   }
 
   async get(ref: Reference): Promise<StoredManifest> {
+    const version = this.known.version;
     const digest = await this.resolve(ref);
     const key = `${this.repo}@${digest.value}`;
     const cached = this.known.get(key);
@@ -71,7 +72,7 @@ export class ManifestStore {
       throw err;
     }
     const mediaType = sniffMediaType(content);
-    this.known.set(key, { content, mediaType }, content.length);
+    this.known.fill(key, { content, mediaType }, version, content.length);
     return { digest, mediaType, content };
   }
 
@@ -136,5 +137,6 @@ export class ManifestStore {
     }
     if (subject) await this.referrers.remove(subject, digest);
     await this.driver.delete(paths.revisionLink(this.repo, digest));
+    this.known.delete(`${this.repo}@${digest.value}`); // a read that overlapped the deletion may have cached it
   }
 }

@@ -31,7 +31,7 @@ export class Repository {
   ) {
     const driver = registry.driver;
     this.blobs = new LinkedBlobStore(driver, registry.blobs, name, registry.linkedBlobs, () => registry.catalogCache.add(name));
-    this.tags = new TagStore(driver, name, registry.tagLists);
+    this.tags = new TagStore(driver, name, registry.tagLists, registry.tagCache);
     this.referrers = new ReferrersIndex(driver, name);
     this.manifests = new ManifestStore(
       driver,
@@ -75,8 +75,9 @@ export class Repository {
 
 /**
  * How long facts read from storage are trusted in memory: the catalog, blobs linked into a
- * repository, manifests held by a repository. Another process sharing the storage sees this
- * process's deletions within this time; this process sees its own at once.
+ * repository, manifests held by a repository, what a tag points at. Another process sharing
+ * the storage sees this process's changes (a deletion, a tag moved) within this time; this
+ * process sees its own at once.
  */
 const CACHE_TTL_MS = 5_000;
 
@@ -86,6 +87,7 @@ export class Registry {
   readonly catalogCache: CatalogCache;
   readonly linkedBlobs = new TtlCache<number>(CACHE_TTL_MS, 100_000);
   readonly tagLists: TagListCache = new Map();
+  readonly tagCache = new TtlCache<Digest>(CACHE_TTL_MS, 100_000);
   /** Weighed by bytes: at most 32 MiB of manifests. */
   readonly manifestCache = new TtlCache<{ content: Buffer; mediaType: string }>(CACHE_TTL_MS, 32 * 1024 * 1024);
 
@@ -98,9 +100,18 @@ export class Registry {
     this.catalogCache = new CatalogCache(driver, CACHE_TTL_MS);
   }
 
+  /** Handles are stateless, so hot repositories reuse theirs instead of rebuilding five stores per request. */
+  private readonly handles = new Map<string, Repository>();
+
   /** A repository handle; validates the name (NAME_INVALID). */
   repository(name: string): Repository {
-    return new Repository(this, checkName(name));
+    let repo = this.handles.get(name);
+    if (!repo) {
+      repo = new Repository(this, checkName(name));
+      if (this.handles.size >= 10_000) this.handles.clear();
+      this.handles.set(name, repo);
+    }
+    return repo;
   }
 
   /** Every repository name, sorted (see CatalogCache for freshness). */

@@ -6,6 +6,7 @@ import { tryParseDigest, type Digest } from '../oci/digest.js';
 import type { BaseDriver } from '../storage/base.js';
 import { isPathNotFound } from '../storage/driver.js';
 import { readLink } from './blobs.js';
+import type { TtlCache } from './cache.js';
 import { paths } from './paths.js';
 
 /** A repository's sorted tag names, with the tags directory's time when they were read. */
@@ -22,13 +23,21 @@ export class TagStore {
   constructor(
     private readonly driver: BaseDriver,
     readonly repo: string,
-    private readonly lists: TagListCache = new Map(),
+    private readonly lists: TagListCache,
+    /** What existing tags point at, by `repo:tag`; this process's tag writes update it at once. */
+    private readonly current: TtlCache<Digest>,
   ) {}
 
   /** The digest a tag points at, or null when the tag does not exist. */
   async resolve(tag: string): Promise<Digest | null> {
+    const key = `${this.repo}:${tag}`;
+    const cached = this.current.get(key);
+    if (cached) return cached;
+    const version = this.current.version;
     const link = await readLink(this.driver, paths.tagCurrentLink(this.repo, tag));
-    return link === null ? null : tryParseDigest(link);
+    const digest = link === null ? null : tryParseDigest(link);
+    if (digest) this.current.fill(key, digest, version);
+    return digest;
   }
 
   async tag(tag: string, digest: Digest): Promise<void> {
@@ -40,14 +49,19 @@ export class TagStore {
         v === digest.value ? undefined : this.driver.putContent(paths.tagCurrentLink(this.repo, tag), digest.value),
       ),
     ]);
+    this.current.set(`${this.repo}:${tag}`, digest);
   }
 
   async untag(tag: string): Promise<void> {
+    const key = `${this.repo}:${tag}`;
+    this.current.delete(key);
     try {
       await this.driver.delete(paths.tagDir(this.repo, tag));
     } catch (err) {
       if (isPathNotFound(err)) throw new RegistryError('MANIFEST_UNKNOWN', { tag }, { message: `tag ${tag} is unknown` });
       throw err;
+    } finally {
+      this.current.delete(key); // a read that overlapped the deletion may have cached the tag
     }
   }
 

@@ -384,6 +384,37 @@ describe('catalog across processes sharing storage', () => {
   });
 });
 
+describe('tags across processes sharing storage', () => {
+  test('a tag moved by another process is served within the cache window; a tag moved here at once', async () => {
+    const a = await startInProcess({ storage: { delete: { enabled: true } } });
+    const b = await startInProcess({ storage: { filesystem: { rootdirectory: a.root! }, delete: { enabled: true } } });
+    try {
+      const ca = new Client(a.url);
+      const cb = new Client(b.url);
+      const one = await ca.pushImage('shared/tags', 'latest');
+      const two = await ca.pushImage('shared/tags', 'other');
+      const digestAt = async (c: Client) => (await c.fetch('/v2/shared/tags/manifests/latest', { method: 'HEAD' })).headers.get('docker-content-digest');
+      assert.equal(await digestAt(cb), one.digest); // b has now read (and cached) the tag
+      assert.equal((await ca.putManifest('shared/tags', 'latest', two.body)).res.status, 201);
+      assert.equal(await digestAt(ca), two.digest, 'the writing process sees its own tag move at once');
+      let seen: string | null = null;
+      const started = Date.now();
+      while (Date.now() - started < 10_000 && seen !== two.digest) {
+        seen = await digestAt(cb);
+        if (seen !== two.digest) await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.equal(seen, two.digest);
+      assert.ok(Date.now() - started < 7_000, `seen after ${Date.now() - started} ms`);
+      // an untag by b is seen by b at once
+      assert.equal((await cb.fetch('/v2/shared/tags/manifests/latest', { method: 'DELETE' })).status, 202);
+      assert.equal((await cb.fetch('/v2/shared/tags/manifests/latest', { method: 'HEAD' })).status, 404);
+    } finally {
+      await b.stop();
+      await a.stop();
+    }
+  });
+});
+
 describe('tags list served from memory while the tags directory is unchanged', () => {
   test('a tag added or removed after the list was cached is seen at once', async () => {
     const berth = await startInProcess({ storage: { delete: { enabled: true } } });
