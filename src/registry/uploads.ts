@@ -30,6 +30,23 @@ export interface AppendOptions {
   length?: number;
 }
 
+/** A body of exactly `length` bytes (bounded by the caller), else SIZE_INVALID. */
+async function readWhole(body: AsyncIterable<Buffer>, length: number): Promise<Buffer> {
+  const data = Buffer.allocUnsafe(length);
+  let received = 0;
+  for await (const chunk of body) {
+    if (received + chunk.length > length) {
+      throw new RegistryError('SIZE_INVALID', { expected: length }, { message: `body is longer than the announced ${length} bytes` });
+    }
+    chunk.copy(data, received);
+    received += chunk.length;
+  }
+  if (received !== length) {
+    throw new RegistryError('SIZE_INVALID', { expected: length, received }, { message: `body has ${received} bytes, ${length} were announced` });
+  }
+  return data;
+}
+
 function uploadUnknown(uuid: string): RegistryError {
   return new RegistryError('BLOB_UPLOAD_UNKNOWN', { uuid });
 }
@@ -180,6 +197,21 @@ export class UploadStore {
     await this.checkExists(repo, uuid);
     const key = `${repo}/${uuid}`;
     return this.locked(key, async () => {
+      // POST then PUT with a small body (what most clients do for configs and small layers):
+      // verify in memory and write the blob once, as putWhole does, instead of a session file.
+      if (body && opts.length !== undefined && opts.length <= SMALL_BLOB_MAX && (opts.start ?? 0) === 0 && (await this.heldSize(repo, uuid)) === 0) {
+        const data = await readWhole(body, opts.length);
+        if (newHash(digest.algorithm).update(data).digest('hex') === digest.hex) {
+          await this.blobs.putContent(digest, data);
+          await linked.link(digest);
+          this.hints.delete(key);
+          await this.removeSession(repo, uuid);
+          return { digest, size: data.length };
+        }
+        body = (async function* () {
+          yield data; // a mismatch keeps the final chunk in the session, as below
+        })();
+      }
       const writer = await this.driver.writer(paths.uploadData(repo, uuid), { append: true });
       let hash: Hash;
       try {
@@ -214,18 +246,7 @@ export class UploadStore {
    */
   async putWhole(digest: Digest, linked: LinkedBlobStore, body: AsyncIterable<Buffer>, length: number): Promise<BlobDescriptor> {
     if (length > SMALL_BLOB_MAX) throw new Error(`putWhole takes at most ${SMALL_BLOB_MAX} bytes`);
-    const data = Buffer.allocUnsafe(length);
-    let received = 0;
-    for await (const chunk of body) {
-      if (received + chunk.length > length) {
-        throw new RegistryError('SIZE_INVALID', { expected: length }, { message: `body is longer than the announced ${length} bytes` });
-      }
-      chunk.copy(data, received);
-      received += chunk.length;
-    }
-    if (received !== length) {
-      throw new RegistryError('SIZE_INVALID', { expected: length, received }, { message: `body has ${received} bytes, ${length} were announced` });
-    }
+    const data = await readWhole(body, length);
     const actual = newHash(digest.algorithm).update(data).digest('hex');
     if (actual !== digest.hex) {
       throw new RegistryError('DIGEST_INVALID', { expected: digest.value, actual: `${digest.algorithm}:${actual}` }, {

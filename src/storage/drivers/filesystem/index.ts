@@ -51,6 +51,31 @@ function tempName(path: string): string {
   return `${path}.berth~${randomBytes(6).toString('hex')}`;
 }
 
+/** mkdir -p, with each directory created fsynced into its parent (so it survives a power cut). */
+async function makeDirs(dir: string): Promise<void> {
+  const first = await fsp.mkdir(dir, { recursive: true });
+  if (!first) return;
+  for (let d = dir; ; d = dirname(d)) {
+    await syncDir(dirname(d));
+    if (d === first) break;
+  }
+}
+
+/** Removes a file or a directory tree: one readdir per directory, its entries in parallel. */
+async function removeTree(path: string): Promise<void> {
+  let entries: Dirent[];
+  try {
+    entries = await readdirTypedAsync(path, { withFileTypes: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR') return fsp.unlink(path);
+    if (code === 'ENOENT') return;
+    throw err;
+  }
+  await Promise.all(entries.map((e) => (e.isDirectory() ? removeTree(join(path, e.name)) : fsp.unlink(join(path, e.name)))));
+  await fsp.rmdir(path);
+}
+
 /** fsync a directory so a rename or create inside it survives a power cut. */
 async function syncDir(dir: string): Promise<void> {
   let handle: FileHandle | undefined;
@@ -91,14 +116,7 @@ export class FilesystemDriver implements StorageDriver {
       return await fn();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      const dir = dirname(file);
-      const first = await fsp.mkdir(dir, { recursive: true });
-      if (first) {
-        for (let d = dir; ; d = dirname(d)) {
-          await syncDir(dirname(d));
-          if (d === first) break;
-        }
-      }
+      await makeDirs(dirname(file));
       return fn();
     }
   }
@@ -158,8 +176,8 @@ export class FilesystemDriver implements StorageDriver {
   async writer(path: string, options: { append: boolean }): Promise<FileWriter> {
     const file = this.full(path);
     const handle = await this.withParent(file, () => fsp.open(file, options.append ? 'a' : 'w'));
-    const created = !options.append || (await handle.stat()).size === 0;
-    return new FilesystemWriter(handle, file, (await handle.stat()).size, this.writeBufferSize, created);
+    const size = options.append ? (await handle.stat()).size : 0;
+    return new FilesystemWriter(handle, file, size, this.writeBufferSize, size === 0);
   }
 
   async stat(path: string): Promise<FileInfo> {
@@ -200,7 +218,7 @@ export class FilesystemDriver implements StorageDriver {
       await fsp.lstat(from).catch((e) => {
         throw sourceMissing(e);
       });
-      await fsp.mkdir(dirname(to), { recursive: true });
+      await makeDirs(dirname(to));
       await fsp.rename(from, to).catch((e) => {
         throw sourceMissing(e);
       });
@@ -218,7 +236,7 @@ export class FilesystemDriver implements StorageDriver {
       if (isNotFound(err)) throw new PathNotFoundError(path, NAME);
       throw err;
     }
-    await fsp.rm(doomed, { recursive: true, force: true });
+    await removeTree(doomed);
   }
 
   async redirectUrl(): Promise<string | null> {
