@@ -56,7 +56,7 @@ test('unknown keys are warnings; unsupported drivers and incomplete security sec
   assert.throws(() => buildConfig({ auth: { token: {} } }), (e: Error) => e instanceof ConfigError && /^config: auth\.token/.test(e.message));
   assert.throws(() => buildConfig({ auth: {} }), /config: auth: configure one of/);
   assert.throws(() => buildConfig({ http: { tls: { certificate: 'x' } } }), /config: http\.tls/);
-  assert.throws(() => buildConfig({ storage: { gcs: { bucket: 'b' } } }), /config: storage\.gcs: /);
+  assert.throws(() => buildConfig({ storage: { swift: { container: 'c' } } }), /config: storage\.swift: the swift storage driver is not supported/);
   // complete sections parse
   assert.equal(buildConfig({ auth: { htpasswd: { realm: 'r', path: '/etc/htpasswd' } } }).warnings.length, 0);
   assert.equal(buildConfig({ http: { tls: { certificate: '/c.pem', key: '/k.pem' } } }).warnings.length, 0);

@@ -96,6 +96,35 @@ const s3Schema = z
     path: ['secretkey'],
   });
 
+// Distribution's gcs keys (`credentials` inline, as Distribution allows, or as a JSON string
+// from REGISTRY_STORAGE_GCS_CREDENTIALS), plus `endpoint` (a Berth extension: private
+// endpoints, emulators).
+const gcsSchema = z
+  .object({
+    bucket: z.string().min(1).regex(/^[^/]+$/, 'a bucket name, without /'),
+    keyfile: z.string().min(1).optional(),
+    credentials: z
+      .preprocess(
+        (v) => {
+          if (typeof v !== 'string') return v;
+          try {
+            return JSON.parse(v) as unknown;
+          } catch {
+            return v;
+          }
+        },
+        z.object({ private_key: z.string().min(1), client_email: z.string().min(1) }).passthrough(),
+      )
+      .optional(),
+    rootdirectory: z.string().default(''),
+    chunksize: bytes(5 * MiB, 256 * 1024, 5 * 1024 * MiB).refine((n) => n % (256 * 1024) === 0, 'must be a multiple of 256 KiB (262144)'),
+    endpoint: z.string().url().optional(),
+  })
+  .refine((o) => o.keyfile === undefined || o.credentials === undefined, {
+    message: 'give keyfile or credentials, not both',
+    path: ['credentials'],
+  });
+
 // Authentication (issue 5): Distribution's `htpasswd` and `token` keys, plus Berth's own
 // `tokenserver`. Exactly one mode may be configured.
 const authSchema = z
@@ -163,6 +192,7 @@ const schema = z.object({
       inmemory: z.union([z.object({}).passthrough(), z.null()]).optional(),
       azure: azureSchema.optional(),
       s3: s3Schema.optional(),
+      gcs: gcsSchema.optional(),
       ...storageCommon,
     })
     .default({}),
@@ -185,6 +215,7 @@ type Raw = z.infer<typeof schema>;
 
 export type AzureConfig = z.infer<typeof azureSchema>;
 export type S3Config = z.infer<typeof s3Schema>;
+export type GcsConfig = z.infer<typeof gcsSchema>;
 
 export interface AuthThrottleConfig {
   maxFailures: number;
@@ -224,7 +255,8 @@ export type StorageConfig =
   | { driver: 'filesystem'; filesystem: { rootdirectory: string } }
   | { driver: 'inmemory' }
   | { driver: 'azure'; azure: AzureConfig }
-  | { driver: 's3'; s3: S3Config };
+  | { driver: 's3'; s3: S3Config }
+  | { driver: 'gcs'; gcs: GcsConfig };
 
 export interface Config {
   log: Raw['log'];
@@ -262,6 +294,7 @@ const KNOWN: Record<string, unknown> = {
       region: 1, regionendpoint: 1, bucket: 1, rootdirectory: 1, accesskey: 1, secretkey: 1, sessiontoken: 1, forcepathstyle: 1,
       secure: 1, chunksize: 1, multipartcopychunksize: 1, multipartcopythresholdsize: 1, encrypt: 1, keyid: 1, storageclass: 1,
     },
+    gcs: { bucket: 1, keyfile: 1, credentials: '*', rootdirectory: 1, chunksize: 1, endpoint: 1 },
     delete: { enabled: 1 },
     redirect: { disable: 1 },
     maintenance: { uploadpurging: { enabled: 1, age: 1, interval: 1, dryrun: 1 }, readonly: { enabled: 1 } },
@@ -280,7 +313,6 @@ const KNOWN: Record<string, unknown> = {
 
 // Distribution sections that would change security if silently ignored: refuse to start.
 const REFUSED: Record<string, string> = {
-  'storage.gcs': 'the gcs storage driver is not implemented yet',
   'storage.swift': 'the swift storage driver is not supported',
   'storage.oss': 'the oss storage driver is not supported',
 };
@@ -370,7 +402,7 @@ export function buildConfig(raw: Record<string, unknown>): Config {
   }
   const c = parsed.data;
 
-  const drivers = (['filesystem', 'inmemory', 'azure', 's3'] as const).filter((d) => Object.hasOwn(c.storage, d));
+  const drivers = (['filesystem', 'inmemory', 'azure', 's3', 'gcs'] as const).filter((d) => Object.hasOwn(c.storage, d));
   if (drivers.length > 1) throw new ConfigError(`config: storage: more than one driver configured (${drivers.join(', ')})`);
   const driver = drivers[0] ?? 'filesystem';
   const storage: StorageConfig =
@@ -380,7 +412,9 @@ export function buildConfig(raw: Record<string, unknown>): Config {
         ? { driver, azure: c.storage.azure! }
         : driver === 's3'
           ? { driver, s3: c.storage.s3! }
-          : { driver: 'filesystem', filesystem: { rootdirectory: resolve(c.storage.filesystem?.rootdirectory ?? './data') } };
+          : driver === 'gcs'
+            ? { driver, gcs: { ...c.storage.gcs!, keyfile: c.storage.gcs!.keyfile && resolve(c.storage.gcs!.keyfile) } }
+            : { driver: 'filesystem', filesystem: { rootdirectory: resolve(c.storage.filesystem?.rootdirectory ?? './data') } };
 
   const auth = buildAuth(c.auth);
   const tls: TlsConfig | undefined = c.http.tls && {

@@ -174,6 +174,91 @@ export async function walkByListing(
   await recurse(path);
 }
 
+/**
+ * Object names of storage paths in a bucket or container, as CNCF Distribution's cloud
+ * drivers name them: `<rootdirectory>/<path>` without a leading '/'.
+ */
+export class ObjectNames {
+  /** Name prefix of the root: '' or 'root/'. */
+  readonly prefix: string;
+
+  constructor(rootdirectory = '') {
+    const root = rootdirectory.replace(/^\/+|\/+$/g, '');
+    this.prefix = root ? `${root}/` : '';
+  }
+
+  /** Object name of a storage path. */
+  key(path: string): string {
+    return this.prefix + path.slice(1);
+  }
+
+  /** Name prefix of everything below a directory path. */
+  dirPrefix(path: string): string {
+    return path === '/' ? this.prefix : `${this.key(path)}/`;
+  }
+}
+
+/**
+ * The children of one directory gathered from a delimited object listing, by name relative to
+ * the directory: names that are not storage paths are hidden, a file and a directory of one
+ * name (impossible on a filesystem) are kept as the directory, and the result is sorted
+ * byte-wise by path. Directories have no size or time in object stores: 0 and the epoch.
+ */
+export class ListedChildren {
+  private readonly byName = new Map<string, FileInfo>();
+  /** Whether the listing returned anything at all (hidden names included). */
+  seen = false;
+
+  constructor(private readonly dir: string) {}
+
+  addDir(name: string): void {
+    this.seen = true;
+    if (VISIBLE_NAME.test(name)) this.byName.set(name, { path: childPath(this.dir, name), size: 0, modTime: new Date(0), isDir: true });
+  }
+
+  addFile(name: string, size: number, modTime: Date): void {
+    this.seen = true;
+    if (!VISIBLE_NAME.test(name) || this.byName.get(name)?.isDir) return;
+    this.byName.set(name, { path: childPath(this.dir, name), size, modTime, isDir: false });
+  }
+
+  sorted(): FileInfo[] {
+    return [...this.byName.values()].sort((a, b) => compareNames(a.path, b.path));
+  }
+}
+
+/** Runs fn; an error `isNotFound` recognises becomes PathNotFoundError for `path`. */
+export async function notFoundAs<T>(path: string, driver: string, isNotFound: (err: unknown) => boolean, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (isNotFound(err)) throw new PathNotFoundError(path, driver);
+    throw err;
+  }
+}
+
+/**
+ * A walk over a driver's own listing of a directory with each entry's info (sorted, as `list`
+ * orders them): one listing per directory, no request per entry. Depth first.
+ */
+export async function walkChildren(
+  children: (dir: string) => Promise<FileInfo[]>,
+  path: string,
+  visit: (info: FileInfo) => Promise<WalkControl> | WalkControl,
+  opts?: OpOptions,
+): Promise<void> {
+  const recurse = async (dir: string): Promise<boolean> => {
+    for (const info of await children(dir)) {
+      opts?.signal?.throwIfAborted();
+      const ctl = await visit(info);
+      if (ctl === 'stop') return false;
+      if (info.isDir && ctl !== 'skip' && !(await recurse(info.path))) return false;
+    }
+    return true;
+  };
+  await recurse(path);
+}
+
 /** Runs fn over items with at most `width` in flight; rejects with the first failure. */
 export async function runLimited<T>(items: readonly T[], width: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
   let next = 0;

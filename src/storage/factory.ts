@@ -1,10 +1,11 @@
 // Builds the configured driver, wrapped in the base driver.
 import { BaseDriver } from './base.js';
 import { AzureDriver } from './drivers/azure/index.js';
+import { GcsDriver } from './drivers/gcs/index.js';
 import { FilesystemDriver } from './drivers/filesystem/index.js';
 import { InMemoryDriver } from './drivers/inmemory/index.js';
 import { S3Driver } from './drivers/s3/index.js';
-import type { StorageConfig } from '../config/config.js';
+import { ConfigError, type StorageConfig } from '../config/config.js';
 
 export function createDriver(storage: StorageConfig): BaseDriver {
   switch (storage.driver) {
@@ -16,5 +17,12 @@ export function createDriver(storage: StorageConfig): BaseDriver {
       return new BaseDriver(new AzureDriver(storage.azure));
     case 's3':
       return new BaseDriver(new S3Driver(storage.s3));
+    case 'gcs':
+      try {
+        return new BaseDriver(new GcsDriver(storage.gcs));
+      } catch (err) {
+        // An unreadable key file: one line at start, naming the section.
+        throw new ConfigError(`config: storage.gcs: ${(err as Error).message.replace(/^gcs: /, '')}`);
+      }
   }
 }

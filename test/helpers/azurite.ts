@@ -1,11 +1,11 @@
 // Azurite (Microsoft's Azure Storage emulator, from npm) for tests: its blob service runs as a
 // child process from node_modules on a free loopback port, with its data in a temp directory.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { startChildServer } from './child-server.js';
 
 /** Azurite's built-in development account (documented, public; not a secret). */
 export const AZURITE_ACCOUNT = 'devstoreaccount1';
@@ -39,57 +39,25 @@ export async function startAzurite(timeoutMs = 30_000): Promise<RunningAzurite> 
   const location = mkdtempSync(join(tmpdir(), 'berth-azurite-'));
   const args = [main, '--blobHost', '127.0.0.1', '--blobPort', '0', '--location', location];
   args.push('--skipApiVersionCheck', '--loose', '--silent', '--disableTelemetry');
-  const proc: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((res) => proc.once('exit', () => res()));
-  const cleanup = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGTERM');
-      const killed = setTimeout(() => proc.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(killed);
-    }
-    rmSync(location, { recursive: true, force: true });
-  };
-
+  // Port 0: Azurite binds a free port and prints it ("... listens on http://127.0.0.1:PORT").
+  const server = await startChildServer({ label: 'azurite', args, listening: /listens on http:\/\/127\.0\.0\.1:(\d+)/, scratch: location, timeoutMs });
+  const out = server.output;
   try {
-    // Port 0: Azurite binds a free port and prints it ("... listens on http://127.0.0.1:PORT").
-    const port = await new Promise<number>((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`azurite did not listen within ${timeoutMs} ms:\n${out}`)), timeoutMs);
-      const check = () => {
-        const m = /listens on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          res(Number(m[1]));
-        }
-      };
-      proc.stdout!.on('data', check);
-      proc.once('error', (err) => {
-        clearTimeout(timer);
-        rej(err);
-      });
-      void exited.then(() => {
-        clearTimeout(timer);
-        rej(new Error(`azurite exited before listening:\n${out}`));
-      });
-    });
     // And it answers HTTP (any status: an unauthenticated request is refused, which is fine).
-    const serviceUrl = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
+    const serviceUrl = `http://127.0.0.1:${server.port}/${AZURITE_ACCOUNT}`;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {
         await fetch(`${serviceUrl}?comp=list`);
         break;
       } catch (err) {
-        if (Date.now() > deadline) throw new Error(`azurite does not answer on ${serviceUrl}: ${String(err)}\n${out}`);
+        if (Date.now() > deadline) throw new Error(`azurite does not answer on ${serviceUrl}: ${String(err)}\n${out()}`);
         await new Promise((r) => setTimeout(r, 100));
       }
     }
-    return { serviceUrl, port, account: AZURITE_ACCOUNT, key: AZURITE_KEY, output: () => out, stop: cleanup };
+    return { serviceUrl, port: server.port, account: AZURITE_ACCOUNT, key: AZURITE_KEY, output: out, stop: server.stop };
   } catch (err) {
-    await cleanup();
+    await server.stop();
     throw err;
   }
 }

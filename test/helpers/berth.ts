@@ -33,7 +33,7 @@ export interface RunningBerth {
 export async function startInProcess(raw: Record<string, unknown> = {}): Promise<RunningBerth> {
   let root: string | undefined;
   const storage = { ...((raw.storage as Record<string, unknown>) ?? {}) };
-  if (!['inmemory', 'filesystem', 's3', 'azure'].some((d) => d in storage)) {
+  if (!['inmemory', 'filesystem', 's3', 'azure', 'gcs'].some((d) => d in storage)) {
     root = tempDir();
     storage.filesystem = { rootdirectory: root };
   } else if (storage.filesystem) {

@@ -32,6 +32,7 @@ import {
   compareNames,
   paginate,
   runLimited,
+  walkChildren,
   type FileInfo,
   type FileWriter,
   type ListPage,
@@ -373,15 +374,6 @@ export class AzureDriver implements StorageDriver {
 
   /** Depth first, one hierarchical listing per directory; no request per entry. */
   async walk(path: string, visit: (info: FileInfo) => Promise<WalkControl> | WalkControl, opts?: OpOptions): Promise<void> {
-    const recurse = async (dir: string): Promise<boolean> => {
-      for (const info of await this.children(dir, opts)) {
-        opts?.signal?.throwIfAborted();
-        const ctl = await visit(info);
-        if (ctl === 'stop') return false;
-        if (info.isDir && ctl !== 'skip' && !(await recurse(info.path))) return false;
-      }
-      return true;
-    };
-    await recurse(path);
+    await walkChildren((dir) => this.children(dir, opts), path, visit, opts);
   }
 }
