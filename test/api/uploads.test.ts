@@ -69,6 +69,30 @@ for (const { driver, skip, noAppendToNonEmpty } of apiDrivers()) {
       assert.deepEqual(Buffer.from(await get.arrayBuffer()), data);
     });
 
+    for (const size of [4096, 2_000_000]) test(`POST then PUT with a ${size}-byte body: stored, linked, the session gone; a wrong digest keeps the bytes`, async () => {
+      // Up to 1 MiB the final PUT is verified in memory and written once; above, it streams
+      // through the session file. Both must look the same from outside.
+      const data = random(size);
+      const repo = `two/step${size}`;
+      let loc = await c.startUpload(repo);
+      const bad = await c.fetch(Client.withParam(loc, `digest=${sha256('not this')}`), { method: 'PUT', body: data });
+      await expectError(bad, 400, 'DIGEST_INVALID');
+      await expectError(await c.fetch(`/v2/${repo}/blobs/${sha256(data)}`, { method: 'HEAD' }), 404, 'BLOB_UNKNOWN');
+      const st = await c.fetch(loc);
+      assert.equal(st.status, 204);
+      assert.equal(st.headers.get('range'), `0-${size - 1}`, 'the final chunk of a failed PUT is kept');
+      const done = await c.fetch(Client.withParam(loc, `digest=${sha256(data)}`), { method: 'PUT' });
+      assert.equal(done.status, 201, await done.text());
+      await expectError(await c.fetch(loc), 404, 'BLOB_UPLOAD_UNKNOWN');
+
+      loc = await c.startUpload(repo);
+      const ok = await c.fetch(Client.withParam(loc, `digest=${sha256(data)}`), { method: 'PUT', body: data });
+      assert.equal(ok.status, 201, await ok.text());
+      await expectError(await c.fetch(loc), 404, 'BLOB_UPLOAD_UNKNOWN');
+      assert.deepEqual(Buffer.from(await (await c.fetch(`/v2/${repo}/blobs/${sha256(data)}`)).arrayBuffer()), data);
+      if (driver === 'filesystem') noSessions(repo);
+    });
+
     test('chunked PATCH with Content-Range, status, out-of-order and overlapping chunks → 416', multiRequest, async () => {
       const data = random(300_000);
       let loc = await c.startUpload('chunked/repo');
