@@ -367,11 +367,11 @@ class FilesystemWriter implements FileWriter {
     );
   }
 
+  /** Waits until every byte handed to write() is in the file (not necessarily on the device). */
   private async drain(): Promise<void> {
     if (this.inflight) await this.inflight;
     this.startFlush();
     if (this.inflight) await this.inflight;
-    if (this.syncing) await this.syncing;
     if (this.failure) throw this.failure;
   }
 
@@ -381,7 +381,13 @@ class FilesystemWriter implements FileWriter {
     try {
       await this.drain();
     } finally {
-      await this.handle.close();
+      // A FileHandle closes once its operations end. Nothing is promised durable before
+      // commit, so a background flush still running does not delay the answer to a PATCH:
+      // the handle closes when it ends (its result does not matter; commit flushes again and
+      // reports errors).
+      const closing = this.handle.close();
+      if (this.syncing) closing.catch(() => {});
+      else await closing;
     }
   }
 
@@ -390,6 +396,8 @@ class FilesystemWriter implements FileWriter {
     this.closed = true;
     try {
       await this.drain();
+      if (this.syncing) await this.syncing;
+      if (this.failure) throw this.failure;
       await this.handle.datasync();
     } finally {
       await this.handle.close();
