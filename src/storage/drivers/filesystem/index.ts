@@ -4,7 +4,7 @@
 // crash leaves either the old file or the new one. Temporary names contain '~', which no
 // storage path may contain, so listings never show them.
 import { randomBytes } from 'node:crypto';
-import { constants, readFile, readdir, promises as fsp, type Dirent } from 'node:fs';
+import { close, constants, fdatasync, fsync, open, readFile, readdir, rename, writeFile, promises as fsp, type Dirent } from 'node:fs';
 import { promisify } from 'node:util';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -27,8 +27,15 @@ import {
 
 const NAME = 'filesystem';
 const EPOCH = new Date(0);
-// Callback forms run as one thread-pool job each (the promise API makes several round trips).
+// Callback forms run as one thread-pool job each (the promise API makes several round trips),
+// and plain descriptors cost less than FileHandle objects on the small-write path.
 const readFileAsync = promisify(readFile);
+const openAsync = promisify(open);
+const closeAsync = promisify(close);
+const fsyncAsync = promisify(fsync);
+const fdatasyncAsync = promisify(fdatasync);
+const renameAsync = promisify(rename);
+const writeFileAsync = promisify(writeFile) as (fd: number, data: Buffer | string) => Promise<void>;
 const readdirAsync = promisify(readdir) as (path: string) => Promise<string[]>;
 const readdirTypedAsync = promisify(readdir) as (path: string, o: { withFileTypes: true }) => Promise<Dirent[]>;
 /** Written bytes after which a writer flushes to the device in the background. */
@@ -47,9 +54,16 @@ function isNotFound(err: unknown): boolean {
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
+// Temporary names: a random per-process prefix and a counter (unique across processes
+// sharing the storage, and cheaper than random bytes per write).
+const TEMP_PREFIX = `.berth~${randomBytes(6).toString('hex')}`;
+let tempCounter = 0;
 function tempName(path: string): string {
-  return `${path}.berth~${randomBytes(6).toString('hex')}`;
+  return `${path}${TEMP_PREFIX}${(++tempCounter).toString(36)}`;
 }
+
+/** Directories known to exist, so writes into them skip mkdir; bounded, forgotten on ENOENT. */
+const KNOWN_DIRS_MAX = 10_000;
 
 /** mkdir -p, with each directory created fsynced into its parent (so it survives a power cut). */
 async function makeDirs(dir: string): Promise<void> {
@@ -78,15 +92,14 @@ async function removeTree(path: string): Promise<void> {
 
 /** fsync a directory so a rename or create inside it survives a power cut. */
 async function syncDir(dir: string): Promise<void> {
-  let handle: FileHandle | undefined;
+  const fd = await openAsync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
-    handle = await fsp.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-    await handle.sync();
+    await fsyncAsync(fd);
   } catch (err) {
     // Some filesystems refuse fsync on directories; the data itself is already synced.
     if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
   } finally {
-    await handle?.close();
+    await closeAsync(fd);
   }
 }
 
@@ -95,6 +108,7 @@ export class FilesystemDriver implements StorageDriver {
   readonly root: string;
   private readonly writeBufferSize: number;
   private readonly readChunkSize: number;
+  private readonly knownDirs = new Set<string>();
 
   constructor(options: FilesystemOptions) {
     this.root = options.rootdirectory;
@@ -112,13 +126,22 @@ export class FilesystemDriver implements StorageDriver {
    * survive a power cut.
    */
   private async withParent<T>(file: string, fn: () => Promise<T>): Promise<T> {
+    const dir = dirname(file);
+    // Most writes go to a new directory (every link has its own): create it first rather
+    // than fail, throw and retry. mkdir -p of an existing directory is one cheap native call.
+    if (!this.knownDirs.has(dir)) await makeDirs(dir);
+    let result: T;
     try {
-      return await fn();
+      result = await fn();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      await makeDirs(dirname(file));
-      return fn();
+      this.knownDirs.delete(dir); // removed meanwhile (a delete, another process)
+      await makeDirs(dir);
+      result = await fn();
     }
+    if (this.knownDirs.size >= KNOWN_DIRS_MAX) this.knownDirs.clear();
+    this.knownDirs.add(dir);
+    return result;
   }
 
   async getContent(path: string): Promise<Buffer> {
@@ -135,15 +158,15 @@ export class FilesystemDriver implements StorageDriver {
     const durable = opts?.durable !== false;
     const file = this.full(path);
     const tmp = tempName(file);
-    const handle = await this.withParent(file, () => fsp.open(tmp, 'wx'));
+    const fd = await this.withParent(file, () => openAsync(tmp, 'wx'));
     try {
       try {
-        await handle.writeFile(content);
-        if (durable) await handle.datasync();
+        await writeFileAsync(fd, content);
+        if (durable) await fdatasyncAsync(fd);
       } finally {
-        await handle.close();
+        await closeAsync(fd);
       }
-      await fsp.rename(tmp, file);
+      await renameAsync(tmp, file);
     } catch (err) {
       // Whatever failed (the write, or the rename, e.g. a directory in the way), the
       // temporary must not outlive the call.
