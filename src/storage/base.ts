@@ -15,11 +15,12 @@ import {
 } from './driver.js';
 
 const PATH_RE = /^(\/[A-Za-z0-9._:@-]+)+$/;
+/** A '.' or '..' segment. */
+const DOT_SEGMENT = /\/\.{1,2}(?=\/|$)/;
 
 export function isValidPath(path: string, allowRoot = false): boolean {
   if (allowRoot && path === '/') return true;
-  if (!PATH_RE.test(path)) return false;
-  return !path.split('/').some((s) => s === '.' || s === '..');
+  return PATH_RE.test(path) && !DOT_SEGMENT.test(path);
 }
 
 export interface StorageMetrics {

@@ -83,9 +83,17 @@ export class StorageError extends Error {
   }
 }
 export class PathNotFoundError extends StorageError {
-  override name = 'PathNotFoundError';
   constructor(path: string, driver: string) {
-    super(`${driver}: path not found: ${path}`, path, driver);
+    // An expected outcome on hot paths (every existence check of a new link or blob): a stack
+    // trace would cost more than the check and say nothing.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      super(`${driver}: path not found: ${path}`, path, driver);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+    this.name = 'PathNotFoundError';
   }
 }
 export class InvalidPathError extends StorageError {
