@@ -120,6 +120,5 @@ export class LinkedBlobStore {
     if (!(await this.isLinked(digest))) throw blobUnknown(digest);
     await this.driver.delete(paths.layerLink(this.repo, digest));
     this.known.delete(key); // a read that overlapped the deletion may have cached the link
-
   }
 }
