@@ -187,4 +187,19 @@ describe('filesystem driver specifics', () => {
     assert.equal((await d.getContent(p('a/same'))).toString(), 'src');
     assert.equal((await d.getContent(p('moved/deep/one'))).toString(), 'one again');
   });
+
+  test('a directory removed behind the driver\'s back (another process) is made again on the next write', async () => {
+    // The driver remembers directories it wrote into; a stale memory must not fail a write.
+    await d.putContent('/gone/a/b/link', 'one');
+    const w = await d.writer('/gone/a/up/data', { append: false });
+    await w.write(Buffer.from('x'));
+    await w.commit();
+    rmSync(join(root, 'gone'), { recursive: true });
+    await d.putContent('/gone/a/b/link', 'two');
+    const w2 = await d.writer('/gone/a/up/data', { append: true });
+    await w2.write(Buffer.from('y'));
+    await w2.commit();
+    assert.equal((await d.getContent('/gone/a/b/link')).toString(), 'two');
+    assert.equal((await d.getContent('/gone/a/up/data')).toString(), 'y');
+  });
 });
