@@ -60,10 +60,13 @@ export class ManifestStore {
 
   async get(ref: Reference): Promise<StoredManifest> {
     const version = this.known.version;
-    const digest = await this.resolve(ref);
+    const digest = ref.kind === 'digest' ? ref.digest : await this.tags.resolve(ref.tag);
+    if (!digest) throw manifestUnknown(ref);
     const key = `${this.repo}@${digest.value}`;
+    // Cached bytes mean the manifest is held by this repository: no further check.
     const cached = this.known.get(key);
     if (cached) return { digest, ...cached };
+    if (!(await this.exists(digest))) throw manifestUnknown(ref);
     let content: Buffer;
     try {
       content = await this.global.getContent(digest);
