@@ -62,6 +62,18 @@ test('unknown keys are warnings; unsupported drivers and incomplete security sec
   assert.equal(buildConfig({ http: { tls: { certificate: '/c.pem', key: '/k.pem' } } }).warnings.length, 0);
 });
 
+test('storage.cache: ttl (default 5s, 0 turns caching off, REGISTRY_STORAGE_CACHE_TTL); blobdescriptor inmemory accepted, redis warned', () => {
+  assert.equal(buildConfig({}).storage.cacheTtlMs, 5_000);
+  assert.equal(buildConfig({ storage: { cache: { ttl: '2s' } } }).storage.cacheTtlMs, 2_000);
+  const raw: Record<string, unknown> = {};
+  applyEnv(raw, { REGISTRY_STORAGE_CACHE_TTL: '0' });
+  assert.equal(buildConfig(raw).storage.cacheTtlMs, 0);
+  assert.throws(() => buildConfig({ storage: { cache: { ttl: 'a while' } } }), /config: storage\.cache\.ttl: invalid duration/);
+  // Distribution's stock config.yml has `cache: { blobdescriptor: inmemory }`: no warning
+  assert.deepEqual(buildConfig({ storage: { cache: { blobdescriptor: 'inmemory' } } }).warnings, []);
+  assert.match(buildConfig({ storage: { cache: { blobdescriptor: 'redis' } } }).warnings.join('\n'), /blobdescriptor: redis is not supported/);
+});
+
 test('invalid values name their key', () => {
   assert.throws(() => buildConfig({ log: { level: 'loud' } }), /^ConfigError: config: log\.level: |config: log\.level: /);
   assert.throws(() => buildConfig({ storage: { delete: { enabled: 'yes please' } } }), /config: storage\.delete\.enabled: /);

@@ -43,6 +43,7 @@ export function createApp(config: Config, log: Logger): RegistryServer & { regis
     deleteEnabled: config.storage.deleteEnabled,
     readOnly: config.storage.readOnly,
     redirectDisabled: config.storage.redirectDisabled,
+    cacheTtlMs: config.storage.cacheTtlMs,
   });
   const server = createRegistryServer(
     registry,

@@ -13,6 +13,7 @@ export class ConfigError extends Error {
 /** Go-style durations as Distribution writes them: "300ms", "10s", "168h", "1h30m". */
 export function parseDuration(value: string | number, key: string): number {
   if (typeof value === 'number') return value / 1e6; // Go yaml treats bare numbers as nanoseconds
+  if (value === '0') return 0; // as Go's time.ParseDuration
   const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g;
   const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
   let total = 0;
@@ -32,6 +33,8 @@ const duration = (def: string) =>
   z.union([z.string(), z.number()]).default(def);
 
 const storageCommon = {
+  // Distribution's `blobdescriptor: inmemory` is what Berth does; `ttl` is Berth's own.
+  cache: z.object({ ttl: duration('5s'), blobdescriptor: z.string().optional() }).default({}),
   delete: z.object({ enabled: bool(false) }).default({}),
   redirect: z.object({ disable: bool(false) }).default({}),
   maintenance: z
@@ -264,6 +267,8 @@ export interface Config {
     deleteEnabled: boolean;
     readOnly: boolean;
     redirectDisabled: boolean;
+    /** How long facts read from storage are trusted in memory (0: not cached). */
+    cacheTtlMs: number;
     uploadPurging: { enabled: boolean; ageMs: number; intervalMs: number; dryRun: boolean };
   };
   http: {
@@ -295,6 +300,7 @@ const KNOWN: Record<string, unknown> = {
       secure: 1, chunksize: 1, multipartcopychunksize: 1, multipartcopythresholdsize: 1, encrypt: 1, keyid: 1, storageclass: 1,
     },
     gcs: { bucket: 1, keyfile: 1, credentials: '*', rootdirectory: 1, chunksize: 1, endpoint: 1 },
+    cache: { ttl: 1, blobdescriptor: 1, blobdescriptorsize: 1 },
     delete: { enabled: 1 },
     redirect: { disable: 1 },
     maintenance: { uploadpurging: { enabled: 1, age: 1, interval: 1, dryrun: 1 }, readonly: { enabled: 1 } },
@@ -394,6 +400,10 @@ export function buildConfig(raw: Record<string, unknown>): Config {
   }
   const warnings: string[] = [];
   unknownKeys(raw, KNOWN, '', warnings);
+  const blobdescriptor = (raw as { storage?: { cache?: { blobdescriptor?: unknown } } }).storage?.cache?.blobdescriptor;
+  if (blobdescriptor !== undefined && blobdescriptor !== 'inmemory') {
+    warnings.push(`storage.cache.blobdescriptor: ${String(blobdescriptor)} is not supported; Berth caches in memory (storage.cache.ttl)`);
+  }
 
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
@@ -435,6 +445,7 @@ export function buildConfig(raw: Record<string, unknown>): Config {
       deleteEnabled: c.storage.delete.enabled,
       readOnly: c.storage.maintenance.readonly.enabled,
       redirectDisabled: c.storage.redirect.disable,
+      cacheTtlMs: parseDuration(c.storage.cache.ttl, 'storage.cache.ttl'),
       uploadPurging: {
         enabled: purge.enabled,
         ageMs: parseDuration(purge.age, 'storage.maintenance.uploadpurging.age'),

@@ -17,6 +17,8 @@ export interface RegistryOptions {
   deleteEnabled: boolean;
   readOnly: boolean;
   redirectDisabled: boolean;
+  /** storage.cache.ttl: see DEFAULT_CACHE_TTL_MS; 0 turns the in-memory caches off. */
+  cacheTtlMs?: number;
 }
 
 export class Repository {
@@ -74,30 +76,34 @@ export class Repository {
 }
 
 /**
- * How long facts read from storage are trusted in memory: the catalog, blobs linked into a
- * repository, manifests held by a repository, what a tag points at. Another process sharing
- * the storage sees this process's changes (a deletion, a tag moved) within this time; this
- * process sees its own at once.
+ * How long facts read from storage are trusted in memory by default: the catalog, blobs
+ * linked into a repository, manifests held by a repository, what a tag points at. Another
+ * process sharing the storage sees this process's changes (a deletion, a tag moved) within
+ * this time; this process sees its own at once.
  */
-const CACHE_TTL_MS = 5_000;
+export const DEFAULT_CACHE_TTL_MS = 5_000;
 
 export class Registry {
   readonly blobs: GlobalBlobStore;
   readonly uploads: UploadStore;
   readonly catalogCache: CatalogCache;
-  readonly linkedBlobs = new TtlCache<number>(CACHE_TTL_MS, 100_000);
+  readonly linkedBlobs: TtlCache<number>;
   readonly tagLists: TagListCache = new Map();
-  readonly tagCache = new TtlCache<Digest>(CACHE_TTL_MS, 100_000);
+  readonly tagCache: TtlCache<Digest>;
   /** Weighed by bytes: at most 32 MiB of manifests. */
-  readonly manifestCache = new TtlCache<{ content: Buffer; mediaType: string }>(CACHE_TTL_MS, 32 * 1024 * 1024);
+  readonly manifestCache: TtlCache<{ content: Buffer; mediaType: string }>;
 
   constructor(
     readonly driver: BaseDriver,
     readonly options: RegistryOptions,
   ) {
+    const ttl = options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS;
+    this.linkedBlobs = new TtlCache(ttl, 100_000);
+    this.tagCache = new TtlCache(ttl, 100_000);
+    this.manifestCache = new TtlCache(ttl, 32 * 1024 * 1024);
     this.blobs = new GlobalBlobStore(driver);
     this.uploads = new UploadStore(driver, this.blobs);
-    this.catalogCache = new CatalogCache(driver, CACHE_TTL_MS);
+    this.catalogCache = new CatalogCache(driver, ttl);
   }
 
   /** Handles are stateless, so hot repositories reuse theirs instead of rebuilding five stores per request. */

@@ -415,6 +415,32 @@ describe('tags across processes sharing storage', () => {
   });
 });
 
+describe('storage.cache.ttl: 0', () => {
+  test('another process\'s tag move and deletions are seen at once', async () => {
+    const cache = { ttl: '0s' };
+    const a = await startInProcess({ storage: { cache, delete: { enabled: true } } });
+    const b = await startInProcess({ storage: { filesystem: { rootdirectory: a.root! }, cache, delete: { enabled: true } } });
+    try {
+      const ca = new Client(a.url);
+      const cb = new Client(b.url);
+      const one = await ca.pushImage('nocache/tags', 'latest');
+      const two = await ca.pushImage('nocache/tags', 'other');
+      const digestAt = async (c: Client) => (await c.fetch('/v2/nocache/tags/manifests/latest', { method: 'HEAD' })).headers.get('docker-content-digest');
+      assert.equal(await digestAt(cb), one.digest);
+      assert.equal((await ca.putManifest('nocache/tags', 'latest', two.body)).res.status, 201);
+      assert.equal(await digestAt(cb), two.digest);
+      assert.equal((await ca.fetch(`/v2/nocache/tags/manifests/${two.digest}`, { method: 'DELETE' })).status, 202);
+      assert.equal((await cb.fetch(`/v2/nocache/tags/manifests/${two.digest}`, { method: 'HEAD' })).status, 404);
+      assert.equal((await cb.fetch(`/v2/nocache/tags/blobs/${two.layers[0]}`, { method: 'HEAD' })).status, 200);
+      assert.equal((await ca.fetch(`/v2/nocache/tags/blobs/${two.layers[0]}`, { method: 'DELETE' })).status, 202);
+      assert.equal((await cb.fetch(`/v2/nocache/tags/blobs/${two.layers[0]}`, { method: 'HEAD' })).status, 404);
+    } finally {
+      await b.stop();
+      await a.stop();
+    }
+  });
+});
+
 describe('tags list served from memory while the tags directory is unchanged', () => {
   test('a tag added or removed after the list was cached is seen at once', async () => {
     const berth = await startInProcess({ storage: { delete: { enabled: true } } });
