@@ -34,6 +34,8 @@ export interface Ctx {
   options: ApiOptions;
   log: Logger;
   requestId: string;
+  /** Writes the status and headers, with the headers the server adds to every answer. */
+  writeHead(status: number, headers: Record<string, string>): void;
 }
 
 /**
@@ -64,12 +66,12 @@ function first(v: string | string[] | undefined): string | undefined {
 
 export function sendJson(ctx: Ctx, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const data = Buffer.from(JSON.stringify(body));
-  ctx.res.writeHead(status, { ...headers, 'Content-Type': 'application/json', 'Content-Length': String(data.length) });
+  ctx.writeHead(status, { ...headers, 'Content-Type': 'application/json', 'Content-Length': String(data.length) });
   ctx.res.end(data);
 }
 
 export function sendEmpty(ctx: Ctx, status: number, headers: Record<string, string> = {}): void {
-  ctx.res.writeHead(status, { ...headers, 'Content-Length': '0' });
+  ctx.writeHead(status, { ...headers, 'Content-Length': '0' });
   ctx.res.end();
 }
 

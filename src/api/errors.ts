@@ -31,6 +31,6 @@ export function writeError(ctx: Ctx, err: unknown): void {
   };
   // A request body we did not read would otherwise be drained before the next request.
   if (!req.complete) headers.Connection = 'close';
-  res.writeHead(ERROR_CODES[e.code].status, headers);
+  ctx.writeHead(ERROR_CODES[e.code].status, headers);
   res.end(body);
 }

@@ -19,6 +19,8 @@ export interface AuthEndpointRequest {
   res: ServerResponse;
   path: string;
   query: URLSearchParams;
+  /** Writes the status and headers, with the headers the server adds to every answer. */
+  writeHead(status: number, headers: Record<string, string>): void;
 }
 
 export interface AccessController {

@@ -295,7 +295,7 @@ export class TokenServerController implements AccessController {
         ...(method === 'POST' ? { scope: access.map((a) => `${a.type}:${a.name}:${a.actions.join(',')}`).join(' ') } : {}),
       }),
     );
-    r.res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': String(body.length), 'Cache-Control': 'no-store' });
+    r.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': String(body.length), 'Cache-Control': 'no-store' });
     r.res.end(body);
     this.log?.debug({ user, granted: access }, 'auth: token issued');
     return true;

@@ -345,3 +345,23 @@ for (const { driver, skip } of apiDrivers()) {
     });
   });
 }
+
+test('a configured header the answer sets itself is the answer\'s; repeated configured values all go out', async () => {
+  const berth = await startInProcess({ http: { headers: { 'cache-control': ['no-cache'], 'X-Multi': ['a', 'b'] } } });
+  try {
+    const c = new Client(berth.url);
+    const digest = await c.pushBlob('hdr/repo', random(100));
+    const blob = await c.fetch(`/v2/hdr/repo/blobs/${digest}`);
+    assert.equal(blob.status, 200);
+    assert.equal(blob.headers.get('cache-control'), 'max-age=31536000', 'the blob answer sets its own Cache-Control');
+    assert.equal(blob.headers.get('x-multi'), 'a, b');
+    await blob.arrayBuffer();
+    const base = await c.fetch('/v2/');
+    assert.equal(base.headers.get('cache-control'), 'no-cache');
+    assert.equal(base.headers.get('x-multi'), 'a, b');
+    assert.equal(base.headers.get('docker-distribution-api-version'), 'registry/2.0');
+    assert.ok(base.headers.get('x-request-id'));
+  } finally {
+    await berth.stop();
+  }
+});

@@ -60,7 +60,7 @@ export async function getBlob(ctx: Ctx): Promise<void> {
   if (!ctx.options.redirectDisabled) {
     const url = await ctx.registry.blobs.redirectUrl(digest, ctx.req.method!);
     if (url) {
-      ctx.res.writeHead(307, { ...headers, Location: url, 'Content-Length': '0' });
+      ctx.writeHead(307, { ...headers, Location: url, 'Content-Length': '0' });
       ctx.res.end();
       return;
     }
@@ -71,7 +71,7 @@ export async function getBlob(ctx: Ctx): Promise<void> {
   headers['Content-Type'] = 'application/octet-stream';
   headers['Content-Length'] = String(length);
   if (range) headers['Content-Range'] = `bytes ${range.start}-${range.end}/${desc.size}`;
-  ctx.res.writeHead(range ? 206 : 200, headers);
+  ctx.writeHead(range ? 206 : 200, headers);
   if (head || length === 0) {
     ctx.res.end();
     return;

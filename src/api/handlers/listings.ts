@@ -37,6 +37,6 @@ export async function listReferrers(ctx: Ctx): Promise<void> {
   const headers: Record<string, string> = {};
   if (artifactType !== undefined) headers['OCI-Filters-Applied'] = 'artifactType';
   const data = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests }));
-  ctx.res.writeHead(200, { ...headers, 'Content-Type': MediaType.ociIndex, 'Content-Length': String(data.length) });
+  ctx.writeHead(200, { ...headers, 'Content-Type': MediaType.ociIndex, 'Content-Length': String(data.length) });
   ctx.res.end(data);
 }

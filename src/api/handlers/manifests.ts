@@ -25,7 +25,7 @@ export async function getManifest(ctx: Ctx): Promise<void> {
       message: `manifest is ${m.mediaType}, which the Accept header does not list`,
     });
   }
-  ctx.res.writeHead(200, {
+  ctx.writeHead(200, {
     'Content-Type': m.mediaType,
     'Content-Length': String(m.content.length),
     'Docker-Content-Digest': m.digest.value,
