@@ -17,7 +17,7 @@ import { HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@
 import { startProcess, type BerthProcess } from '../helpers/berth.js';
 import { fetchBlob, sha256 } from '../helpers/containers.js';
 import { have } from '../helpers/exec.js';
-import { Scratch, assertLayout, blobGets, checkMultiArchCopy, copy, skopeo } from '../helpers/cloud-e2e.js';
+import { Scratch, assertLayout, blobGets, checkMultiArchCopy, checkStreamedPull, copy, skopeo } from '../helpers/cloud-e2e.js';
 import { createBucket, destroyBucket, listKeys, rawClient, s3FromEnv } from '../helpers/s3.js';
 
 const ROOT = 'berth-e2e';
@@ -182,14 +182,7 @@ describe('skopeo and HTTP clients through berth serve on S3 (Ceph RGW)', () => {
     assert.equal(headed.headers.get('content-length'), String(m.layers[0]!.size));
 
     // The other process (redirects disabled) streams the same stored blobs itself.
-    const viaBerth = join(scratch(), 'layout');
-    await copy(`docker://${streaming.host}/e2e/single:v1`, `oci:${viaBerth}:v1`);
-    assertLayout(viaBerth, img, all);
-    const streamed = await blobGets(streaming, 'e2e/single', all.length - 1);
-    assert.ok(streamed.length >= 3 && streamed.every((e) => e.status === 200), `expected only 200s: ${JSON.stringify(streamed)}`);
-    const got = await fetchBlob(streaming.url, 'e2e/single', m.layers[1]!.digest);
-    assert.equal(got.status, 200);
-    assert.ok(got.body.equals(img.blobs.get(m.layers[1]!.digest)!));
+    await checkStreamedPull(work, streaming, img);
   });
 
   test('copy --all of a two-platform index through either process keeps every digest and byte', { timeout: 300_000 }, async (t) => {

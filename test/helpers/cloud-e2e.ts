@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, type BerthProcess } from './berth.js';
-import { accessLog, buildImageIn, fetchManifest, lowercaseTempDir, type AccessLogEntry } from './containers.js';
+import { accessLog, buildImageIn, fetchBlob, fetchManifest, lowercaseTempDir, type AccessLogEntry } from './containers.js';
 import { run } from './exec.js';
 import type { BuiltImage } from './images.js';
 
@@ -59,6 +59,24 @@ export async function blobGets(berth: BerthProcess, repo: string, count: number)
     if (Date.now() > deadline) throw new Error(`${gets.length} of ${count} blob GETs of ${repo} logged:\n${berth.output().slice(-4000)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Pulls `e2e/single:v1` (one platform) through a process that serves blobs itself: the OCI
+ * layout equals what was built, every blob GET was answered 200 (no redirect), and the
+ * second layer fetched directly comes back byte-exact.
+ */
+export async function checkStreamedPull(scratch: Scratch, berth: BerthProcess, img: BuiltImage): Promise<void> {
+  const m = img.manifests[0]!;
+  const all = [img.digest, m.config.digest, ...m.layers.map((l) => l.digest)];
+  const out = join(scratch.dir(), 'layout');
+  await copy(`docker://${berth.host}/e2e/single:v1`, `oci:${out}:v1`);
+  assertLayout(out, img, all);
+  const gets = await blobGets(berth, 'e2e/single', all.length - 1);
+  assert.ok(gets.length >= 3 && gets.every((e) => e.status === 200), `expected only 200s: ${JSON.stringify(gets)}`);
+  const got = await fetchBlob(berth.url, 'e2e/single', m.layers[1]!.digest);
+  assert.equal(got.status, 200);
+  assert.ok(got.body.equals(img.blobs.get(m.layers[1]!.digest)!));
 }
 
 /**
