@@ -10,7 +10,7 @@ import { CatalogCache, walkRepositories } from './catalog.js';
 import { ManifestStore } from './manifests.js';
 import { paths } from './paths.js';
 import { ReferrersIndex } from './referrers.js';
-import { TagStore, type TagListCache } from './tags.js';
+import { TagListCache, TagStore } from './tags.js';
 import { UploadStore } from './uploads.js';
 
 export interface RegistryOptions {
@@ -88,7 +88,7 @@ export class Registry {
   readonly uploads: UploadStore;
   readonly catalogCache: CatalogCache;
   readonly linkedBlobs: TtlCache<number>;
-  readonly tagLists: TagListCache = new Map();
+  readonly tagLists: TagListCache;
   readonly tagCache: TtlCache<Digest>;
   /** Weighed by bytes: at most 32 MiB of manifests. */
   readonly manifestCache: TtlCache<{ content: Buffer; mediaType: string }>;
@@ -100,6 +100,7 @@ export class Registry {
     const ttl = options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS;
     this.linkedBlobs = new TtlCache(ttl, 100_000);
     this.tagCache = new TtlCache(ttl, 100_000);
+    this.tagLists = new TagListCache(ttl);
     this.manifestCache = new TtlCache(ttl, 32 * 1024 * 1024);
     this.blobs = new GlobalBlobStore(driver);
     this.uploads = new UploadStore(driver, this.blobs);

@@ -9,15 +9,73 @@ import { readLink } from './blobs.js';
 import type { TtlCache } from './cache.js';
 import { paths } from './paths.js';
 
-/** A repository's sorted tag names, with the tags directory's time when they were read. */
-export type TagListCache = Map<string, { modTime: number; tags: string[] }>;
-
 /**
- * A cached list is trusted only while the directory's time is unchanged and the list was
- * read at least this long after that time: a directory changed within the timestamp
- * granularity of the filesystem could otherwise keep its time across two changes.
+ * A directory changed within the timestamp granularity of the filesystem could keep its time
+ * across two changes, so a list read sooner than this after the directory's time is not
+ * trusted on that time alone.
  */
 const SETTLED_MS = 1000;
+
+/**
+ * Each repository's sorted tag names, so a page of a long tag list costs a binary search
+ * instead of reading and sorting the whole tags directory. A list is trusted for `ttlMs`
+ * after it was read (like the other cached facts: another process's tag changes are seen
+ * within that time), and after that for as long as the tags directory's time is unchanged
+ * (where the backend keeps directory times and the time had settled when the list was read).
+ * This process's own tag additions and removals update the cached list at once; a read that
+ * overlaps one of them is not kept.
+ */
+export class TagListCache {
+  private readonly lists = new Map<string, { tags: string[]; modTime: number; expires: number }>();
+  private changes = 0;
+
+  constructor(private readonly ttlMs: number) {}
+
+  async all(driver: BaseDriver, repo: string): Promise<string[]> {
+    const cached = this.lists.get(repo);
+    if (cached && Date.now() < cached.expires) return cached.tags;
+    const version = this.changes;
+    const dir = paths.tags(repo);
+    try {
+      const modTime = (await driver.stat(dir)).modTime.getTime();
+      if (cached && cached.modTime > 0 && cached.modTime === modTime) {
+        cached.expires = Date.now() + this.ttlMs;
+        return cached.tags;
+      }
+      const readAt = Date.now();
+      const tags = (await driver.listAll(dir)).map((d) => d.slice(d.lastIndexOf('/') + 1));
+      if (version === this.changes) {
+        if (this.lists.size >= 10_000) this.lists.clear();
+        const settled = modTime > 0 && readAt - modTime >= SETTLED_MS;
+        this.lists.set(repo, { tags, modTime: settled ? modTime : 0, expires: Date.now() + this.ttlMs });
+      }
+      return tags;
+    } catch (err) {
+      if (isPathNotFound(err)) return [];
+      throw err;
+    }
+  }
+
+  /** This process created or removed a tag: the cached list changes with it (copied, as readers may hold it). */
+  changed(repo: string, tag: string, present: boolean): void {
+    this.changes++;
+    const cached = this.lists.get(repo);
+    if (!cached) return;
+    const tags = cached.tags;
+    let lo = 0;
+    let hi = tags.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (tags[mid]! < tag) lo = mid + 1;
+      else hi = mid;
+    }
+    const has = tags[lo] === tag;
+    if (present && !has) cached.tags = [...tags.slice(0, lo), tag, ...tags.slice(lo)];
+    if (!present && has) cached.tags = [...tags.slice(0, lo), ...tags.slice(lo + 1)];
+    // The directory's new time is not known: from now on only the age bound vouches for the list.
+    cached.modTime = 0;
+  }
+}
 
 export class TagStore {
   constructor(
@@ -43,12 +101,20 @@ export class TagStore {
   async tag(tag: string, digest: Digest): Promise<void> {
     // The index entry records history for garbage collection; both may be written at once.
     const index = paths.tagIndexLink(this.repo, tag, digest);
-    await Promise.all([
-      readLink(this.driver, index).then((v) => (v === digest.value ? undefined : this.driver.putContent(index, digest.value))),
-      readLink(this.driver, paths.tagCurrentLink(this.repo, tag)).then((v) =>
-        v === digest.value ? undefined : this.driver.putContent(paths.tagCurrentLink(this.repo, tag), digest.value),
-      ),
-    ]);
+    let created = false;
+    try {
+      await Promise.all([
+        readLink(this.driver, index).then((v) => (v === digest.value ? undefined : this.driver.putContent(index, digest.value))),
+        readLink(this.driver, paths.tagCurrentLink(this.repo, tag)).then((v) => {
+          if (v === digest.value) return undefined;
+          created = v === null;
+          return this.driver.putContent(paths.tagCurrentLink(this.repo, tag), digest.value);
+        }),
+      ]);
+    } finally {
+      // Even a failed write may have created the tag's directory, which a listing shows.
+      if (created) this.lists.changed(this.repo, tag, true);
+    }
     this.current.set(`${this.repo}:${tag}`, digest);
   }
 
@@ -62,31 +128,13 @@ export class TagStore {
       throw err;
     } finally {
       this.current.delete(key); // a read that overlapped the deletion may have cached the tag
+      this.lists.changed(this.repo, tag, false);
     }
   }
 
-  /**
-   * All tags, sorted lexically (byte order). Where the backend keeps directory times (the
-   * filesystem), an unchanged tags directory is answered from memory, so a page of a long
-   * tag list costs one stat instead of reading and sorting the whole directory.
-   */
-  async all(): Promise<string[]> {
-    const dir = paths.tags(this.repo);
-    try {
-      const modTime = (await this.driver.stat(dir)).modTime.getTime();
-      const cached = this.lists.get(this.repo);
-      if (cached && modTime > 0 && cached.modTime === modTime) return cached.tags;
-      const readAt = Date.now();
-      const tags = (await this.driver.listAll(dir)).map((d) => d.slice(d.lastIndexOf('/') + 1));
-      if (modTime > 0 && readAt - modTime >= SETTLED_MS) {
-        if (this.lists.size >= 10_000) this.lists.clear();
-        this.lists.set(this.repo, { modTime, tags });
-      }
-      return tags;
-    } catch (err) {
-      if (isPathNotFound(err)) return [];
-      throw err;
-    }
+  /** All tags, sorted lexically (byte order); see TagListCache for freshness. */
+  all(): Promise<string[]> {
+    return this.lists.all(this.driver, this.repo);
   }
 
   /** Tags whose current link points at `digest`. */

@@ -413,6 +413,31 @@ describe('tags across processes sharing storage', () => {
       await a.stop();
     }
   });
+
+  test('a tag added by another process appears in the tags list within the cache window', async () => {
+    const a = await startInProcess();
+    const b = await startInProcess({ storage: { filesystem: { rootdirectory: a.root! } } });
+    try {
+      const ca = new Client(a.url);
+      const cb = new Client(b.url);
+      const img = await ca.pushImage('shared/list', 'one');
+      const tagsAt = async (c: Client) => ((await (await c.fetch('/v2/shared/list/tags/list?n=10')).json()) as { tags: string[] }).tags;
+      assert.deepEqual(await tagsAt(cb), ['one']); // b has now read (and cached) the list
+      assert.equal((await ca.putManifest('shared/list', 'two', img.body)).res.status, 201);
+      assert.deepEqual(await tagsAt(ca), ['one', 'two'], 'the writing process sees its own tag at once');
+      let seen: string[] = [];
+      const started = Date.now();
+      while (Date.now() - started < 10_000 && seen.length < 2) {
+        seen = await tagsAt(cb);
+        if (seen.length < 2) await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.deepEqual(seen, ['one', 'two']);
+      assert.ok(Date.now() - started < 7_000, `seen after ${Date.now() - started} ms`);
+    } finally {
+      await b.stop();
+      await a.stop();
+    }
+  });
 });
 
 describe('storage.cache.ttl: 0', () => {
@@ -434,6 +459,14 @@ describe('storage.cache.ttl: 0', () => {
       assert.equal((await cb.fetch(`/v2/nocache/tags/blobs/${two.layers[0]}`, { method: 'HEAD' })).status, 200);
       assert.equal((await ca.fetch(`/v2/nocache/tags/blobs/${two.layers[0]}`, { method: 'DELETE' })).status, 202);
       assert.equal((await cb.fetch(`/v2/nocache/tags/blobs/${two.layers[0]}`, { method: 'HEAD' })).status, 404);
+      // tags lists (deleting a manifest removed the tags pointing at it): another process's
+      // new tag and untag are listed at once
+      const listed = async () => ((await (await cb.fetch('/v2/nocache/tags/tags/list')).json()) as { tags: string[] }).tags;
+      assert.deepEqual(await listed(), []);
+      for (const t of ['third', 'fourth']) assert.equal((await ca.putManifest('nocache/tags', t, one.body)).res.status, 201);
+      assert.deepEqual(await listed(), ['fourth', 'third']);
+      assert.equal((await ca.fetch('/v2/nocache/tags/manifests/third', { method: 'DELETE' })).status, 202);
+      assert.deepEqual(await listed(), ['fourth']);
     } finally {
       await b.stop();
       await a.stop();
@@ -441,7 +474,7 @@ describe('storage.cache.ttl: 0', () => {
   });
 });
 
-describe('tags list served from memory while the tags directory is unchanged', () => {
+describe('tags list served from memory', () => {
   test('a tag added or removed after the list was cached is seen at once', async () => {
     const berth = await startInProcess({ storage: { delete: { enabled: true } } });
     try {
