@@ -38,6 +38,8 @@ const renameAsync = promisify(rename);
 const writeFileAsync = promisify(writeFile) as (fd: number, data: Buffer | string) => Promise<void>;
 const readdirAsync = promisify(readdir) as (path: string) => Promise<string[]>;
 const readdirTypedAsync = promisify(readdir) as (path: string, o: { withFileTypes: true }) => Promise<Dirent[]>;
+/** Bytes gathered before a write starts when none is running (see FilesystemWriter.write). */
+const START_WRITE = 256 * 1024;
 /** Written bytes after which a writer flushes to the device in the background. */
 const SYNC_EVERY = 8 * 1024 * 1024;
 
@@ -348,6 +350,11 @@ class FilesystemWriter implements FileWriter {
     if (this.pendingBytes >= this.bufferSize) {
       if (this.inflight) await this.inflight;
       if (this.failure) throw this.failure;
+      this.startFlush();
+    } else if (!this.inflight && this.pendingBytes >= START_WRITE) {
+      // The disk is idle: give it what has arrived rather than wait for a full buffer. While
+      // a write runs, the next one gathers up to a full buffer, so a disk slower than the
+      // network still gets large writes, and a request's first bytes reach it at once.
       this.startFlush();
     }
   }
