@@ -24,6 +24,9 @@ export const ERROR_CODES = {
   BAD_REQUEST: { status: 400, message: 'malformed HTTP request' },
   TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
+  // Operational: the storage refused a write for lack of space (or quota); nothing partial
+  // became visible, and the request may be repeated once space is freed.
+  STORAGE_FULL: { status: 507, message: "no space left on the registry's storage" },
   UNKNOWN: { status: 500, message: 'unknown error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
