@@ -23,7 +23,6 @@ export const ERROR_CODES = {
   NOT_FOUND: { status: 404, message: 'no such endpoint' },
   BAD_REQUEST: { status: 400, message: 'malformed HTTP request' },
   TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
-  UNAVAILABLE: { status: 503, message: 'service unavailable' },
   // Operational: the storage refused a write for lack of space (or quota); nothing partial
   // became visible, and the request may be repeated once space is freed.
   STORAGE_FULL: { status: 507, message: "no space left on the registry's storage" },
