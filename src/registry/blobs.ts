@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors/codes.js';
 import type { Digest } from '../oci/digest.js';
 import type { BaseDriver } from '../storage/base.js';
-import { isPathNotFound } from '../storage/driver.js';
+import { isPathNotFound, type OpenFile } from '../storage/driver.js';
 import type { TtlCache } from './cache.js';
 import { paths } from './paths.js';
 
@@ -43,6 +43,11 @@ export class GlobalBlobStore {
 
   reader(digest: Digest, offset = 0): Promise<Readable> {
     return this.driver.reader(paths.blobData(digest), offset);
+  }
+
+  /** The blob's data opened for positional reads, or null where the driver only streams. */
+  open(digest: Digest): Promise<OpenFile | null> {
+    return this.driver.openFile(paths.blobData(digest));
   }
 
   getContent(digest: Digest): Promise<Buffer> {

@@ -8,6 +8,7 @@ import {
   type FileInfo,
   type FileWriter,
   type ListPage,
+  type OpenFile,
   type OpOptions,
   type PutOptions,
   type StorageDriver,
@@ -67,6 +68,14 @@ export class BaseDriver implements StorageDriver {
     this.check(path);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(path, this.inner.name, offset);
     return this.count('reader', () => this.inner.reader(path, offset, opts));
+  }
+
+  /** The file opened for positional reads, or null when the driver streams only (use `reader`). */
+  async openFile(path: string): Promise<OpenFile | null> {
+    this.check(path);
+    const inner = this.inner;
+    if (!inner.open) return null;
+    return this.count('open', () => inner.open!(path));
   }
 
   async writer(path: string, options: { append: boolean }, opts?: OpOptions): Promise<FileWriter> {

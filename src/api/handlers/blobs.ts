@@ -2,7 +2,9 @@
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../../errors/codes.js';
-import { parseDigest } from '../../oci/digest.js';
+import { parseDigest, type Digest } from '../../oci/digest.js';
+import { isPathNotFound, type OpenFile } from '../../storage/driver.js';
+import { sendFile } from '../send-file.js';
 import { assertDeletable, repoOf, sendEmpty, type Ctx } from '../context.js';
 
 /**
@@ -71,13 +73,25 @@ export async function getBlob(ctx: Ctx): Promise<void> {
   headers['Content-Type'] = 'application/octet-stream';
   headers['Content-Length'] = String(length);
   if (range) headers['Content-Range'] = `bytes ${range.start}-${range.end}/${desc.size}`;
+  // Opened before the status is sent, so a blob deleted since the lookup is still a clean 404.
+  const file = head || length === 0 ? null : await openBlob(ctx, digest);
   ctx.writeHead(range ? 206 : 200, headers);
   if (head || length === 0) {
     ctx.res.end();
     return;
   }
+  if (file) return sendFile(ctx.res, file, start, length);
   const source = await ctx.registry.blobs.reader(digest, start);
   await pipeline(range && range.end < desc.size - 1 ? take(source, length) : source, ctx.res);
+}
+
+async function openBlob(ctx: Ctx, digest: Digest): Promise<OpenFile | null> {
+  try {
+    return await ctx.registry.blobs.open(digest);
+  } catch (err) {
+    if (isPathNotFound(err)) throw new RegistryError('BLOB_UNKNOWN', { digest: digest.value });
+    throw err;
+  }
 }
 
 export async function deleteBlob(ctx: Ctx): Promise<void> {

@@ -4,7 +4,7 @@
 // crash leaves either the old file or the new one. Temporary names contain '~', which no
 // storage path may contain, so listings never show them.
 import { randomBytes } from 'node:crypto';
-import { close, constants, fdatasync, fsync, open, readFile, readdir, rename, writeFile, promises as fsp, type Dirent } from 'node:fs';
+import { close, constants, fdatasync, fstat, fsync, open, read, readFile, readdir, rename, writeFile, promises as fsp, type Dirent } from 'node:fs';
 import { promisify } from 'node:util';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -20,6 +20,7 @@ import {
   type FileInfo,
   type FileWriter,
   type ListPage,
+  type OpenFile,
   type PutOptions,
   type StorageDriver,
   type WalkControl,
@@ -32,6 +33,7 @@ const EPOCH = new Date(0);
 const readFileAsync = promisify(readFile);
 const openAsync = promisify(open);
 const closeAsync = promisify(close);
+const fstatAsync = promisify(fstat);
 const fsyncAsync = promisify(fsync);
 const fdatasyncAsync = promisify(fdatasync);
 const renameAsync = promisify(rename);
@@ -198,6 +200,24 @@ export class FilesystemDriver implements StorageDriver {
     return handle.createReadStream({ start: offset, highWaterMark: this.readChunkSize, autoClose: true });
   }
 
+  async open(path: string): Promise<OpenFile> {
+    let fd: number;
+    try {
+      fd = await openAsync(this.full(path), 'r');
+    } catch (err) {
+      if (isNotFound(err)) throw new PathNotFoundError(path, NAME);
+      throw err;
+    }
+    try {
+      const st = await fstatAsync(fd);
+      if (st.isDirectory()) throw new PathNotFoundError(path, NAME);
+      return new FilesystemOpenFile(fd, st.size);
+    } catch (err) {
+      await closeAsync(fd);
+      throw err;
+    }
+  }
+
   async writer(path: string, options: { append: boolean }): Promise<FileWriter> {
     const file = this.full(path);
     const handle = await this.withParent(file, () => fsp.open(file, options.append ? 'a' : 'w'));
@@ -307,6 +327,24 @@ export class FilesystemDriver implements StorageDriver {
     const root = await this.stat(path);
     if (!root.isDir) return;
     await recurse(path);
+  }
+}
+
+/** A plain descriptor: each read is one thread-pool job into the caller's buffer. */
+class FilesystemOpenFile implements OpenFile {
+  private closing: Promise<void> | null = null;
+
+  constructor(
+    private readonly fd: number,
+    readonly size: number,
+  ) {}
+
+  read(into: Buffer, length: number, position: number): Promise<number> {
+    return new Promise((resolve, reject) => read(this.fd, into, 0, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+  }
+
+  close(): Promise<void> {
+    return (this.closing ??= closeAsync(this.fd));
   }
 }
 
