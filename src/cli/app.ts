@@ -36,10 +36,10 @@ export function tlsOptions(tls: TlsConfig): TlsOptions {
  * Assembles the server. Throws ConfigError when a file the configuration names (htpasswd,
  * policy, keys, certificates) is missing or malformed.
  */
-export function createApp(config: Config, log: Logger): RegistryServer & { registry: Registry; auth?: AccessController } {
+export async function createApp(config: Config, log: Logger): Promise<RegistryServer & { registry: Registry; auth?: AccessController }> {
   const auth = config.auth ? createAccessController(config.auth, log, { baseUrl: config.http.host }) : undefined;
   const tls = config.http.tls ? tlsOptions(config.http.tls) : undefined;
-  const registry = new Registry(createDriver(config.storage), {
+  const registry = new Registry(await createDriver(config.storage), {
     deleteEnabled: config.storage.deleteEnabled,
     readOnly: config.storage.readOnly,
     redirectDisabled: config.storage.redirectDisabled,

@@ -36,9 +36,9 @@ async function serve(file: string | undefined): Promise<void> {
   const log = createLogger(config.log);
   for (const key of config.warnings) log.warn({ key }, `config: ${key} is not understood by Berth and is ignored`);
 
-  let app: ReturnType<typeof createApp>;
+  let app: Awaited<ReturnType<typeof createApp>>;
   try {
-    app = createApp(config, log);
+    app = await createApp(config, log);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`berth: ${err.message}\n`);
@@ -112,7 +112,7 @@ async function serve(file: string | undefined): Promise<void> {
 
 async function purgeUploads(file: string | undefined, opts: { age?: string; dryRun?: boolean }): Promise<void> {
   const config = load(file);
-  const registry = new Registry(createDriver(config.storage), { deleteEnabled: false, readOnly: false, redirectDisabled: true });
+  const registry = new Registry(await createDriver(config.storage), { deleteEnabled: false, readOnly: false, redirectDisabled: true });
   const { parseDuration } = await import('../config/config.js');
   const age = opts.age ? parseDuration(opts.age, '--age') : config.storage.uploadPurging.ageMs;
   const removed = await registry.purgeUploads(age, opts.dryRun ?? false);

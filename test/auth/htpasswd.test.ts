@@ -253,16 +253,16 @@ describe('auth.htpasswd users', () => {
 describe('auth.htpasswd start-up errors', () => {
   const app = (path: string) => createApp(buildConfig({ storage: { inmemory: null }, auth: { htpasswd: { realm: 'r', path } } }), pino({ level: 'silent' }));
 
-  test('a missing file is a ConfigError naming it', () => {
-    assert.throws(() => app('/nonexistent/htpasswd'), (e: Error) => e instanceof ConfigError && /htpasswd/.test(e.message) && /nonexistent/.test(e.message));
+  test('a missing file is a ConfigError naming it', async () => {
+    await assert.rejects(app('/nonexistent/htpasswd'), (e: Error) => e instanceof ConfigError && /htpasswd/.test(e.message) && /nonexistent/.test(e.message));
   });
 
-  test('malformed entries are a ConfigError naming the line', () => {
+  test('malformed entries are a ConfigError naming the line', async () => {
     const dir = tempDir('berth-htpasswd-');
     try {
       for (const text of ['alice\n', 'alice:plaintext\n', 'alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n', 'alice:$apr1$abc$def\n', ':$2y$04$' + 'a'.repeat(53) + '\n']) {
         writeFileSync(join(dir, 'htpasswd'), text);
-        assert.throws(() => app(join(dir, 'htpasswd')), (e: Error) => e instanceof ConfigError && /htpasswd:1/.test(e.message), text);
+        await assert.rejects(app(join(dir, 'htpasswd')), (e: Error) => e instanceof ConfigError && /htpasswd:1/.test(e.message), text);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });

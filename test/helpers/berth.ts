@@ -41,7 +41,7 @@ export async function startInProcess(raw: Record<string, unknown> = {}): Promise
   }
   const config = buildConfig({ ...raw, storage, http: { addr: '127.0.0.1:0', ...((raw.http as object) ?? {}) } });
   const log = pino({ level: process.env.BERTH_TEST_LOG ? 'debug' : 'silent' });
-  const { server, shutdown } = createApp(config, log);
+  const { server, shutdown } = await createApp(config, log);
   await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
   const port = (server.address() as AddressInfo).port;
   return {

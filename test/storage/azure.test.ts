@@ -200,7 +200,7 @@ describe('azure driver specifics', { skip }, () => {
     assert.equal(c.storage.driver, 'azure');
     assert.equal(c.storage.driver === 'azure' && c.storage.azure.realm, 'core.windows.net');
     assert.deepEqual(c.warnings, []);
-    const driver = createDriver(c.storage);
+    const driver = await createDriver(c.storage);
     assert.equal(driver.name, 'azure');
     assert.equal((await driver.getContent('/whole/f')).subarray(-4).toString(), 'tail', 'the same data as the driver built by hand');
     assert.throws(() => buildConfig({ storage: { azure: { accountname: 'a', container: 'c-1' } } }), /config: storage\.azure\.accountkey: /);

@@ -225,7 +225,7 @@ describe('gcs driver specifics', { skip }, () => {
     const c = buildConfig({ storage: { gcs: { bucket: opts.bucket, endpoint: emulator!.endpoint, rootdirectory: 'berth-root', chunksize: 128 * MiB } } });
     assert.equal(c.storage.driver, 'gcs');
     assert.deepEqual(c.warnings, []);
-    const driver = createDriver(c.storage);
+    const driver = await createDriver(c.storage);
     assert.equal(driver.name, 'gcs');
     await d.putContent('/config/f', 'written by hand');
     assert.equal((await driver.getContent('/config/f')).toString(), 'written by hand', 'the same data as the driver built by hand');
@@ -252,7 +252,7 @@ describe('gcs driver specifics', { skip }, () => {
           { bucket: 'from-env', keyfile: join(dir, 'key.json'), rootdirectory: '/reg', chunksize: 8 * MiB, endpoint: emulator!.endpoint },
         );
         // A key file with a private key: redirects are signed URLs.
-        assert.match((await createDriver(e.storage).redirectUrl('/x'))!, /X-Goog-Signature=/);
+        assert.match((await (await createDriver(e.storage)).redirectUrl('/x'))!, /X-Goog-Signature=/);
       }
       // Inline credentials: a mapping in YAML, or JSON in REGISTRY_STORAGE_GCS_CREDENTIALS.
       const inline = loadConfig(undefined, { REGISTRY_STORAGE: 'gcs', REGISTRY_STORAGE_GCS_BUCKET: 'b', REGISTRY_STORAGE_GCS_CREDENTIALS: JSON.stringify(key) });
@@ -277,8 +277,8 @@ describe('gcs driver specifics', { skip }, () => {
     bad({ bucket: 'b', keyfile: '/k.json', credentials: serviceAccountKey() }, /^config: storage\.gcs\.credentials: give keyfile or credentials/);
     assert.throws(() => buildConfig({ storage: { gcs: { bucket: 'b' }, inmemory: null } }), /more than one driver/);
     // An unreadable key file is found when the driver is built (at start): one line too.
-    assert.throws(
-      () => createDriver(buildConfig({ storage: { gcs: { bucket: 'b', keyfile: '/nonexistent/key.json' } } }).storage),
+    await assert.rejects(
+      createDriver(buildConfig({ storage: { gcs: { bucket: 'b', keyfile: '/nonexistent/key.json' } } }).storage),
       (err: unknown) => err instanceof ConfigError && /^config: storage\.gcs: cannot read keyfile \/nonexistent\/key\.json: ENOENT/.test(err.message),
     );
     assert.deepEqual(buildConfig({ storage: { gcs: { bucket: 'b', colour: 'blue' } } }).warnings, ['storage.gcs.colour']);

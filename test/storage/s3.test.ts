@@ -361,7 +361,7 @@ describe('s3 driver specifics', { skip }, () => {
     assert.equal(c.storage.s3.multipartcopythresholdsize, 32 * MiB);
     assert.equal(c.storage.s3.secure, true);
     assert.equal(c.storage.s3.storageclass, 'STANDARD');
-    const driver = createDriver(c.storage);
+    const driver = await createDriver(c.storage);
     assert.equal(driver.name, 's3');
     assert.ok((await driver.getContent('/redir/blob')).length === 70_000, 'the same data as the driver built by hand');
 
