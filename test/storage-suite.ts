@@ -694,6 +694,35 @@ export function storageSuite(name: string, factory: SuiteFactory, opts: SuiteOpt
       });
     });
 
+    // ------------------------------------------------------ open (optional)
+    describe('open (positional reads; optional, null where the driver only streams)', () => {
+      test('reads at any position into the caller\'s buffer; 0 at the end; missing path or directory → PathNotFoundError', async () => {
+        const dir = fresh('open');
+        const p = `${dir}/f`;
+        const content = randomBytes(MiB + 333);
+        await d.putContent(p, content);
+        const file = await d.openFile(p);
+        if (file === null) {
+          assert.ok(!d.inner.open, 'null only from a driver without open()');
+          return;
+        }
+        try {
+          assert.equal(file.size, content.length);
+          const buf = Buffer.alloc(64 * 1024);
+          for (const pos of [0, 1, 65_535, MiB, content.length - 10]) {
+            const n = await file.read(buf, buf.length, pos);
+            assert.equal(n, Math.min(buf.length, content.length - pos), `at ${pos}`);
+            assert.ok(buf.subarray(0, n).equals(content.subarray(pos, pos + n)), `bytes at ${pos}`);
+          }
+          assert.equal(await file.read(buf, buf.length, content.length), 0, 'at the end');
+        } finally {
+          await file.close();
+        }
+        await assert.rejects(d.openFile(`${dir}/missing`), notFound(`${dir}/missing`));
+        await assert.rejects(d.openFile(dir), notFound(dir));
+      });
+    });
+
     // ----------------------------------------------------------------- writer
     describe('writer', () => {
       test('many chunks then commit: content is the concatenation, size grows with every write', async () => {
