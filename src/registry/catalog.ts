@@ -5,6 +5,7 @@
 import type { BaseDriver } from '../storage/base.js';
 import { isPathNotFound } from '../storage/driver.js';
 import { REPOSITORIES } from './paths.js';
+import { withName } from './sorted.js';
 
 /**
  * Visits each repository name (in walk order) that has one of the `markers` directories:
@@ -76,15 +77,6 @@ export class CatalogCache {
 
   /** Records a repository that now has manifests. */
   add(name: string): void {
-    const names = this.names;
-    if (!names) return;
-    let lo = 0;
-    let hi = names.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (names[mid]! < name) lo = mid + 1;
-      else hi = mid;
-    }
-    if (names[lo] !== name) this.names = [...names.slice(0, lo), name, ...names.slice(lo)];
+    if (this.names) this.names = withName(this.names, name);
   }
 }

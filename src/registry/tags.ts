@@ -8,6 +8,7 @@ import { isPathNotFound } from '../storage/driver.js';
 import { readLink } from './blobs.js';
 import type { TtlCache } from './cache.js';
 import { paths } from './paths.js';
+import { withName, withoutName } from './sorted.js';
 
 /**
  * A directory changed within the timestamp granularity of the filesystem could keep its time
@@ -56,22 +57,12 @@ export class TagListCache {
     }
   }
 
-  /** This process created or removed a tag: the cached list changes with it (copied, as readers may hold it). */
+  /** This process created or removed a tag: the cached list changes with it. */
   changed(repo: string, tag: string, present: boolean): void {
     this.changes++;
     const cached = this.lists.get(repo);
     if (!cached) return;
-    const tags = cached.tags;
-    let lo = 0;
-    let hi = tags.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (tags[mid]! < tag) lo = mid + 1;
-      else hi = mid;
-    }
-    const has = tags[lo] === tag;
-    if (present && !has) cached.tags = [...tags.slice(0, lo), tag, ...tags.slice(lo)];
-    if (!present && has) cached.tags = [...tags.slice(0, lo), ...tags.slice(lo + 1)];
+    cached.tags = present ? withName(cached.tags, tag) : withoutName(cached.tags, tag);
     // The directory's new time is not known: from now on only the age bound vouches for the list.
     cached.modTime = 0;
   }

@@ -357,13 +357,22 @@ for (const { driver, skip } of apiDrivers()) {
   });
 }
 
+/** Two Berth processes on one storage root, `options` applied to both; stopped afterwards. */
+async function withSharedStorage(options: Record<string, unknown>, run: (ca: Client, cb: Client) => Promise<void>): Promise<void> {
+  const storage = (options.storage as Record<string, unknown>) ?? {};
+  const a = await startInProcess(options);
+  const b = await startInProcess({ ...options, storage: { ...storage, filesystem: { rootdirectory: a.root! } } });
+  try {
+    await run(new Client(a.url), new Client(b.url));
+  } finally {
+    await b.stop();
+    await a.stop();
+  }
+}
+
 describe('catalog across processes sharing storage', () => {
   test('a repository created by another process appears once the cached catalog expires', async () => {
-    const a = await startInProcess();
-    const b = await startInProcess({ storage: { filesystem: { rootdirectory: a.root! } } });
-    try {
-      const ca = new Client(a.url);
-      const cb = new Client(b.url);
+    await withSharedStorage({}, async (ca, cb) => {
       await ca.pushImage('shared/one', 'v1');
       const first = (await (await cb.fetch('/v2/_catalog')).json()) as { repositories: string[] };
       assert.deepEqual(first.repositories, ['shared/one']);
@@ -377,20 +386,13 @@ describe('catalog across processes sharing storage', () => {
         if (seen.length < 2) await new Promise((r) => setTimeout(r, 250));
       }
       assert.deepEqual(seen, ['shared/one', 'shared/two']);
-    } finally {
-      await b.stop();
-      await a.stop();
-    }
+    });
   });
 });
 
 describe('tags across processes sharing storage', () => {
   test('a tag moved by another process is served within the cache window; a tag moved here at once', async () => {
-    const a = await startInProcess({ storage: { delete: { enabled: true } } });
-    const b = await startInProcess({ storage: { filesystem: { rootdirectory: a.root! }, delete: { enabled: true } } });
-    try {
-      const ca = new Client(a.url);
-      const cb = new Client(b.url);
+    await withSharedStorage({ storage: { delete: { enabled: true } } }, async (ca, cb) => {
       const one = await ca.pushImage('shared/tags', 'latest');
       const two = await ca.pushImage('shared/tags', 'other');
       const digestAt = async (c: Client) => (await c.fetch('/v2/shared/tags/manifests/latest', { method: 'HEAD' })).headers.get('docker-content-digest');
@@ -408,18 +410,11 @@ describe('tags across processes sharing storage', () => {
       // an untag by b is seen by b at once
       assert.equal((await cb.fetch('/v2/shared/tags/manifests/latest', { method: 'DELETE' })).status, 202);
       assert.equal((await cb.fetch('/v2/shared/tags/manifests/latest', { method: 'HEAD' })).status, 404);
-    } finally {
-      await b.stop();
-      await a.stop();
-    }
+    });
   });
 
   test('a tag added by another process appears in the tags list within the cache window', async () => {
-    const a = await startInProcess();
-    const b = await startInProcess({ storage: { filesystem: { rootdirectory: a.root! } } });
-    try {
-      const ca = new Client(a.url);
-      const cb = new Client(b.url);
+    await withSharedStorage({}, async (ca, cb) => {
       const img = await ca.pushImage('shared/list', 'one');
       const tagsAt = async (c: Client) => ((await (await c.fetch('/v2/shared/list/tags/list?n=10')).json()) as { tags: string[] }).tags;
       assert.deepEqual(await tagsAt(cb), ['one']); // b has now read (and cached) the list
@@ -433,21 +428,14 @@ describe('tags across processes sharing storage', () => {
       }
       assert.deepEqual(seen, ['one', 'two']);
       assert.ok(Date.now() - started < 7_000, `seen after ${Date.now() - started} ms`);
-    } finally {
-      await b.stop();
-      await a.stop();
-    }
+    });
   });
 });
 
 describe('storage.cache.ttl: 0', () => {
   test('another process\'s tag move and deletions are seen at once', async () => {
     const cache = { ttl: '0s' };
-    const a = await startInProcess({ storage: { cache, delete: { enabled: true } } });
-    const b = await startInProcess({ storage: { filesystem: { rootdirectory: a.root! }, cache, delete: { enabled: true } } });
-    try {
-      const ca = new Client(a.url);
-      const cb = new Client(b.url);
+    await withSharedStorage({ storage: { cache, delete: { enabled: true } } }, async (ca, cb) => {
       const one = await ca.pushImage('nocache/tags', 'latest');
       const two = await ca.pushImage('nocache/tags', 'other');
       const digestAt = async (c: Client) => (await c.fetch('/v2/nocache/tags/manifests/latest', { method: 'HEAD' })).headers.get('docker-content-digest');
@@ -467,10 +455,7 @@ describe('storage.cache.ttl: 0', () => {
       assert.deepEqual(await listed(), ['fourth', 'third']);
       assert.equal((await ca.fetch('/v2/nocache/tags/manifests/third', { method: 'DELETE' })).status, 202);
       assert.deepEqual(await listed(), ['fourth']);
-    } finally {
-      await b.stop();
-      await a.stop();
-    }
+    });
   });
 });
 
