@@ -349,9 +349,10 @@ class FilesystemOpenFile implements OpenFile {
 }
 
 /**
- * Gathers incoming chunks and writes them with one writev per `bufferSize` bytes, keeping one
- * write in flight while the next buffer fills: receiving, hashing and disk I/O overlap, and
- * memory per writer stays below two buffers.
+ * Gathers incoming chunks and writes them with one writev each time, keeping one write in
+ * flight while the next gathers (from START_WRITE bytes when the disk is idle, up to
+ * `bufferSize` while it is busy): receiving, hashing and disk I/O overlap, and memory per
+ * writer stays below two buffers.
  */
 class FilesystemWriter implements FileWriter {
   private pending: Buffer[] = [];
