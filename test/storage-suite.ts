@@ -1005,6 +1005,7 @@ export function storageSuite(name: string, factory: SuiteFactory, opts: SuiteOpt
           const url = await d.redirectUrl(p, method ? { method } : undefined);
           assert.ok(url === null || typeof url === 'string', `got ${typeof url}`);
           if (url !== null) assert.match(new URL(url).protocol, /^https?:$/);
+          if (!d.redirects) assert.equal(url, null, 'a driver without redirectUrl never redirects');
         }
       });
     });

@@ -54,6 +54,11 @@ export class GlobalBlobStore {
     return this.driver.getContent(paths.blobData(digest));
   }
 
+  /** False where the storage never redirects: blob requests need not ask. */
+  get redirects(): boolean {
+    return this.driver.redirects;
+  }
+
   redirectUrl(digest: Digest, method: string): Promise<string | null> {
     return this.driver.redirectUrl(paths.blobData(digest), { method });
   }

@@ -110,9 +110,17 @@ export class BaseDriver implements StorageDriver {
     return this.count('delete', () => this.inner.delete(path, opts));
   }
 
+  /** Whether the driver may hand out redirect URLs at all (see `redirectUrl`). */
+  get redirects(): boolean {
+    return typeof this.inner.redirectUrl === 'function';
+  }
+
+  /** A URL the client may fetch the file from directly; null where the driver has none. */
   async redirectUrl(path: string, opts?: { method?: string } & OpOptions): Promise<string | null> {
     this.check(path);
-    return this.count('redirectUrl', () => this.inner.redirectUrl(path, opts));
+    const inner = this.inner;
+    if (!inner.redirectUrl) return null;
+    return this.count('redirectUrl', () => inner.redirectUrl!(path, opts));
   }
 
   async walk(path: string, visit: (info: FileInfo) => Promise<WalkControl> | WalkControl, opts?: OpOptions): Promise<void> {

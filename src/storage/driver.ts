@@ -79,8 +79,12 @@ export interface StorageDriver {
   move(source: string, dest: string, opts?: OpOptions): Promise<void>;
   /** Deletes a file or a whole directory tree; PathNotFound when nothing is there. */
   delete(path: string, opts?: OpOptions): Promise<void>;
-  /** A URL a client may fetch the file from directly, or null where unsupported. */
-  redirectUrl(path: string, opts?: { method?: string } & OpOptions): Promise<string | null>;
+  /**
+   * Optional (cloud stores): a URL a client may fetch the file from directly, or null when
+   * there is none for this file. Drivers that never redirect leave it out, so a blob request
+   * on them skips the call.
+   */
+  redirectUrl?(path: string, opts?: { method?: string } & OpOptions): Promise<string | null>;
   /**
    * Visits every file and directory under `path` in lexical order. A directory's modTime may
    * be the epoch where the backend would need an extra request for it. Returning 'skip' from the

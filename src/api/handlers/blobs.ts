@@ -59,7 +59,7 @@ export async function getBlob(ctx: Ctx): Promise<void> {
     'Accept-Ranges': 'bytes',
     'Cache-Control': 'max-age=31536000',
   };
-  if (!ctx.options.redirectDisabled) {
+  if (!ctx.options.redirectDisabled && ctx.registry.blobs.redirects) {
     const url = await ctx.registry.blobs.redirectUrl(digest, ctx.req.method!);
     if (url) {
       ctx.writeHead(307, { ...headers, Location: url, 'Content-Length': '0' });

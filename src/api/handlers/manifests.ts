@@ -4,13 +4,22 @@ import { MAX_MANIFEST_SIZE } from '../../oci/manifest.js';
 import { parseReference } from '../../oci/names.js';
 import { assertDeletable, assertWritable, body as requestBody, repoOf, sendEmpty, urlFor, type Ctx } from '../context.js';
 
+// Clients send the same few Accept headers over and over: each is parsed once.
+const acceptParsed = new Map<string, readonly string[]>();
+
 /** Media types listed in Accept (parameters dropped); empty when there is no Accept. */
-function accepted(header: string | undefined): string[] {
+function accepted(header: string | undefined): readonly string[] {
   if (!header) return [];
-  return header
-    .split(',')
-    .map((t) => t.split(';')[0]!.trim().toLowerCase())
-    .filter(Boolean);
+  let types = acceptParsed.get(header);
+  if (!types) {
+    types = header
+      .split(',')
+      .map((t) => t.split(';')[0]!.trim().toLowerCase())
+      .filter(Boolean);
+    if (acceptParsed.size >= 256) acceptParsed.clear();
+    acceptParsed.set(header, types);
+  }
+  return types;
 }
 
 export async function getManifest(ctx: Ctx): Promise<void> {

@@ -284,10 +284,6 @@ export class FilesystemDriver implements StorageDriver {
     await removeTree(doomed);
   }
 
-  async redirectUrl(): Promise<string | null> {
-    return null;
-  }
-
   /**
    * One readdir per directory (with entry types, so directories need no stat); files are
    * stat'ed for their size. Directories are reported with the epoch as their time.

@@ -154,10 +154,6 @@ export class InMemoryDriver implements StorageDriver {
     if (!parent || parent.kind !== 'dir' || !parent.children.delete(name)) throw new PathNotFoundError(path, NAME);
   }
 
-  async redirectUrl(): Promise<string | null> {
-    return null;
-  }
-
   walk(path: string, visit: (info: FileInfo) => Promise<WalkControl> | WalkControl): Promise<void> {
     return walkByListing(this, path, visit);
   }
