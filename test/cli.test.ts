@@ -169,6 +169,9 @@ test('purge-uploads removes stale sessions only', async () => {
   const p = await startProcess({ root: tempDir() });
   const c = new Client(p.url);
   const loc = await c.startUpload('cli/purge');
+  // A session holds storage once bytes arrive: one that never did has nothing to purge.
+  await c.startUpload('cli/purge');
+  assert.equal((await c.fetch(loc, { method: 'PATCH', body: Buffer.from('some bytes') })).status, 202);
   await p.stop();
   const env = { REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: p.root };
   const dry = berth(['purge-uploads', '--age', '1h'], env);

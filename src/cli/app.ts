@@ -44,6 +44,7 @@ export async function createApp(config: Config, log: Logger): Promise<RegistrySe
     readOnly: config.storage.readOnly,
     redirectDisabled: config.storage.redirectDisabled,
     cacheTtlMs: config.storage.cacheTtlMs,
+    uploadMaxAgeMs: config.storage.uploadPurging.enabled ? config.storage.uploadPurging.ageMs : null,
   });
   const server = createRegistryServer(
     registry,

@@ -7,6 +7,7 @@
 //   /docker/registry/v2/repositories/<name>/_manifests/tags/<tag>/current/link
 //   /docker/registry/v2/repositories/<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link
 //   /docker/registry/v2/repositories/<name>/_uploads/<uuid>/{data,startedat}
+//       (Berth adds `cancelled` there: the start time of a cancelled session, see uploads.ts)
 //
 // Berth's own additions live under `_berth/`, which Distribution ignores (it skips every
 // directory starting with '_' that it does not know):
@@ -41,6 +42,7 @@ export const paths = {
   uploadDir: (name: string, uuid: string) => `${REPOSITORIES}/${name}/_uploads/${uuid}`,
   uploadData: (name: string, uuid: string) => `${REPOSITORIES}/${name}/_uploads/${uuid}/data`,
   uploadStartedAt: (name: string, uuid: string) => `${REPOSITORIES}/${name}/_uploads/${uuid}/startedat`,
+  uploadCancelled: (name: string, uuid: string) => `${REPOSITORIES}/${name}/_uploads/${uuid}/cancelled`,
 
   referrersDir: (name: string, subject: Digest) => `${REPOSITORIES}/${name}/_berth/referrers/${subject.algorithm}/${subject.hex}`,
   referrerEntry: (name: string, subject: Digest, referrer: Digest) =>

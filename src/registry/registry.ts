@@ -19,6 +19,8 @@ export interface RegistryOptions {
   redirectDisabled: boolean;
   /** storage.cache.ttl: see DEFAULT_CACHE_TTL_MS; 0 turns the in-memory caches off. */
   cacheTtlMs?: number;
+  /** Upload sessions older than this are unknown (the purge age when purging is on). */
+  uploadMaxAgeMs?: number | null;
 }
 
 export class Repository {
@@ -103,7 +105,7 @@ export class Registry {
     this.tagLists = new TagListCache(ttl);
     this.manifestCache = new TtlCache(ttl, 32 * 1024 * 1024);
     this.blobs = new GlobalBlobStore(driver);
-    this.uploads = new UploadStore(driver, this.blobs);
+    this.uploads = new UploadStore(driver, this.blobs, { maxAgeMs: options.uploadMaxAgeMs ?? null });
     this.catalogCache = new CatalogCache(driver, ttl);
   }
 

@@ -1,10 +1,13 @@
-// Upload sessions. Every byte and the session's start time live in storage under
-// `_uploads/<uuid>/`, so a session survives a restart (or `kill -9` mid-PATCH) and any Berth
-// process sharing the storage can continue it. The running sha256 is kept in memory as a
-// hint keyed by the bytes it covers; when it is missing or stale (another process, a
-// restart, a failed write) it is rebuilt by re-reading the held bytes. Correctness never
-// depends on the hint.
-import { randomUUID, type Hash } from 'node:crypto';
+// Upload sessions. A session's id is a random UUID and its start time, so any Berth process
+// sharing the storage can judge an id without reading anything: a session holds storage only
+// once bytes arrive. From then on every byte and the start time live under
+// `_uploads/<uuid>/`, so it survives a restart (or `kill -9` mid-PATCH) and any process can
+// continue it. A POST followed by a PUT of the whole blob (what oras and the benchmark's
+// small objects do) thus creates and removes no session files at all. The running sha256 is
+// kept in memory as a hint keyed by the bytes it covers; when it is missing or stale
+// (another process, a restart, a failed write) it is rebuilt by re-reading the held bytes.
+// Correctness never depends on the hint.
+import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { RegistryError } from '../errors/codes.js';
 import { newHash, type Algorithm, type Digest } from '../oci/digest.js';
 import type { BaseDriver } from '../storage/base.js';
@@ -13,6 +16,15 @@ import { type BlobDescriptor, type GlobalBlobStore, type LinkedBlobStore } from 
 import { paths } from './paths.js';
 
 const UUID_RE = /^[A-Za-z0-9_-]{1,128}$/;
+/**
+ * Ids Berth hands out: a UUID, the start time in ms (base 36), and a check tying the two to
+ * the repository (not a secret: push rights are checked per repository anyway; it makes an
+ * id used with another repository, or mangled, unknown). Other ids (Distribution's plain
+ * UUIDs) are known only from storage.
+ */
+const SESSION_ID_RE = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-([0-9a-z]{1,10}))-([0-9a-f]{8})$/;
+/** How far ahead of this clock another process's start time may be. */
+const CLOCK_SKEW_MS = 60 * 60 * 1000;
 const HASH_HINTS_MAX = 10_000;
 /** Monolithic uploads up to this size are verified in memory and written once. */
 export const SMALL_BLOB_MAX = 1024 * 1024;
@@ -21,6 +33,35 @@ export interface UploadStatus {
   uuid: string;
   /** Bytes held so far. */
   size: number;
+}
+
+/** What a lookup found: whether the session holds storage, and its start time when its id carries one. */
+interface Session {
+  stored: boolean;
+  startedAt: number | null;
+}
+
+function idCheck(repo: string, body: string): string {
+  return createHash('sha256').update(`${repo}\n${body}`).digest('hex').slice(0, 8);
+}
+
+function newSessionId(repo: string): string {
+  const body = `${randomUUID()}-${Date.now().toString(36)}`;
+  return `${body}-${idCheck(repo, body)}`;
+}
+
+/** The start time an id Berth handed out for `repo` carries, or null. */
+function idStartedAt(repo: string, uuid: string): number | null {
+  const m = SESSION_ID_RE.exec(uuid);
+  return m && idCheck(repo, m[1]!) === m[3] ? parseInt(m[2]!, 36) : null;
+}
+
+export interface UploadOptions {
+  /**
+   * Sessions older than this are unknown (storage.maintenance.uploadpurging.age, which also
+   * removes their files); null: ids never expire.
+   */
+  maxAgeMs: number | null;
 }
 
 export interface AppendOptions {
@@ -51,6 +92,12 @@ function uploadUnknown(uuid: string): RegistryError {
   return new RegistryError('BLOB_UPLOAD_UNKNOWN', { uuid });
 }
 
+function digestInvalid(digest: Digest, actual: string): RegistryError {
+  return new RegistryError('DIGEST_INVALID', { expected: digest.value, actual: `${digest.algorithm}:${actual}` }, {
+    message: 'provided digest did not match uploaded content',
+  });
+}
+
 /** `Range` header value for `size` bytes held, as Distribution writes it. */
 export function rangeHeader(size: number): string {
   return `0-${Math.max(0, size - 1)}`;
@@ -64,6 +111,7 @@ export class UploadStore {
   constructor(
     private readonly driver: BaseDriver,
     private readonly blobs: GlobalBlobStore,
+    private readonly options: UploadOptions = { maxAgeMs: null },
   ) {}
 
   /** Serialises operations on one upload within this process. */
@@ -85,24 +133,48 @@ export class UploadStore {
     if (this.hints.size > HASH_HINTS_MAX) this.hints.delete(this.hints.keys().next().value!);
   }
 
-  async start(repo: string): Promise<UploadStatus> {
-    const uuid = randomUUID();
-    // Scratch state: a session lost to a power cut is simply started again by the client.
-    await this.driver.putContent(paths.uploadStartedAt(repo, uuid), new Date().toISOString(), { durable: false });
-    return { uuid, size: 0 };
+  /** A new session: its id only, nothing is stored until bytes arrive. */
+  start(repo: string): UploadStatus {
+    return { uuid: newSessionId(repo), size: 0 };
   }
 
-  private async checkExists(repo: string, uuid: string): Promise<void> {
+  /**
+   * Finds a session: one with files in storage (started by any process, Distribution's
+   * included), else one whose id Berth handed out, not expired and not cancelled.
+   */
+  private async lookup(repo: string, uuid: string): Promise<Session> {
     if (!UUID_RE.test(uuid)) throw uploadUnknown(uuid);
+    const startedAt = idStartedAt(repo, uuid);
+    if (await this.exists(paths.uploadStartedAt(repo, uuid))) return { stored: true, startedAt };
+    const now = Date.now();
+    if (startedAt === null || startedAt > now + CLOCK_SKEW_MS) throw uploadUnknown(uuid);
+    if (this.options.maxAgeMs !== null && now - startedAt >= this.options.maxAgeMs) throw uploadUnknown(uuid);
+    if (await this.exists(paths.uploadCancelled(repo, uuid))) throw uploadUnknown(uuid);
+    return { stored: false, startedAt };
+  }
+
+  private async exists(path: string): Promise<boolean> {
     try {
-      await this.driver.stat(paths.uploadStartedAt(repo, uuid));
+      await this.driver.stat(path);
+      return true;
     } catch (err) {
-      if (isPathNotFound(err)) throw uploadUnknown(uuid);
+      if (isPathNotFound(err)) return false;
       throw err;
     }
   }
 
-  private async heldSize(repo: string, uuid: string): Promise<number> {
+  /**
+   * Before a session's first bytes: its start time goes to storage, where purging and other
+   * processes read it. Scratch state: a session lost to a power cut is started again by the client.
+   */
+  private async materialize(repo: string, uuid: string, session: Session): Promise<void> {
+    if (session.stored) return;
+    await this.driver.putContent(paths.uploadStartedAt(repo, uuid), new Date(session.startedAt!).toISOString(), { durable: false });
+    session.stored = true;
+  }
+
+  private async heldSize(repo: string, uuid: string, session: Session): Promise<number> {
+    if (!session.stored) return 0;
     try {
       return (await this.driver.stat(paths.uploadData(repo, uuid))).size;
     } catch (err) {
@@ -112,8 +184,8 @@ export class UploadStore {
   }
 
   async status(repo: string, uuid: string): Promise<UploadStatus> {
-    await this.checkExists(repo, uuid);
-    return { uuid, size: await this.heldSize(repo, uuid) };
+    const session = await this.lookup(repo, uuid);
+    return { uuid, size: await this.heldSize(repo, uuid, session) };
   }
 
   /** Hash of the first `size` held bytes with `algorithm`, from the hint or by re-reading. */
@@ -164,9 +236,10 @@ export class UploadStore {
   }
 
   async append(repo: string, uuid: string, body: AsyncIterable<Buffer>, opts: AppendOptions = {}): Promise<UploadStatus> {
-    await this.checkExists(repo, uuid);
+    const session = await this.lookup(repo, uuid);
     const key = `${repo}/${uuid}`;
     return this.locked(key, async () => {
+      await this.materialize(repo, uuid, session);
       const writer = await this.driver.writer(paths.uploadData(repo, uuid), { append: true });
       try {
         checkStart(writer.size, opts.start);
@@ -194,24 +267,29 @@ export class UploadStore {
     body?: AsyncIterable<Buffer>,
     opts: AppendOptions = {},
   ): Promise<BlobDescriptor> {
-    await this.checkExists(repo, uuid);
+    const session = await this.lookup(repo, uuid);
     const key = `${repo}/${uuid}`;
     return this.locked(key, async () => {
-      // POST then PUT with a small body (what most clients do for configs and small layers):
-      // verify in memory and write the blob once, as putWhole does, instead of a session file.
-      if (body && opts.length !== undefined && opts.length <= SMALL_BLOB_MAX && (opts.start ?? 0) === 0 && (await this.heldSize(repo, uuid)) === 0) {
-        const data = await readWhole(body, opts.length);
-        if (newHash(digest.algorithm).update(data).digest('hex') === digest.hex) {
+      // POST then PUT with a small body (what many clients do for configs and small layers),
+      // or a PUT without body on a session that holds nothing: verify in memory and write the
+      // blob once, as putWhole does, instead of a session file.
+      const small = body === undefined || (opts.length !== undefined && opts.length <= SMALL_BLOB_MAX);
+      if (small && (opts.start ?? 0) === 0 && (await this.heldSize(repo, uuid, session)) === 0) {
+        const data = body ? await readWhole(body, opts.length!) : Buffer.alloc(0);
+        const actual = newHash(digest.algorithm).update(data).digest('hex');
+        if (actual === digest.hex) {
           await this.blobs.putContent(digest, data);
           await linked.link(digest);
           this.hints.delete(key);
-          await this.removeSession(repo, uuid);
+          if (session.stored) await this.removeSession(repo, uuid);
           return { digest, size: data.length };
         }
+        if (!body) throw digestInvalid(digest, actual);
         body = (async function* () {
           yield data; // a mismatch keeps the final chunk in the session, as below
         })();
       }
+      await this.materialize(repo, uuid, session);
       const writer = await this.driver.writer(paths.uploadData(repo, uuid), { append: true });
       let hash: Hash;
       try {
@@ -226,11 +304,7 @@ export class UploadStore {
       const size = writer.size;
       const actual =
         digest.algorithm === 'sha256' ? hash.copy().digest('hex') : (await this.hashOf(repo, uuid, size, digest.algorithm)).digest('hex');
-      if (actual !== digest.hex) {
-        throw new RegistryError('DIGEST_INVALID', { expected: digest.value, actual: `${digest.algorithm}:${actual}` }, {
-          message: 'provided digest did not match uploaded content',
-        });
-      }
+      if (actual !== digest.hex) throw digestInvalid(digest, actual);
       await this.blobs.adopt(digest, paths.uploadData(repo, uuid));
       await linked.link(digest);
       this.hints.delete(key);
@@ -248,18 +322,30 @@ export class UploadStore {
     if (length > SMALL_BLOB_MAX) throw new Error(`putWhole takes at most ${SMALL_BLOB_MAX} bytes`);
     const data = await readWhole(body, length);
     const actual = newHash(digest.algorithm).update(data).digest('hex');
-    if (actual !== digest.hex) {
-      throw new RegistryError('DIGEST_INVALID', { expected: digest.value, actual: `${digest.algorithm}:${actual}` }, {
-        message: 'provided digest did not match uploaded content',
-      });
-    }
+    if (actual !== digest.hex) throw digestInvalid(digest, actual);
     await this.blobs.putContent(digest, data);
     await linked.link(digest);
     return { digest, size: length };
   }
 
+  /**
+   * Cancels a session: its files go, and an id Berth handed out is marked cancelled (it would
+   * otherwise still be valid), until purging removes the mark with the id's expiry.
+   */
   async cancel(repo: string, uuid: string): Promise<void> {
-    await this.checkExists(repo, uuid);
+    const session = await this.lookup(repo, uuid);
+    const key = `${repo}/${uuid}`;
+    await this.locked(key, async () => {
+      this.hints.delete(key);
+      if (session.stored) await this.removeSession(repo, uuid);
+      if (session.startedAt !== null) {
+        await this.driver.putContent(paths.uploadCancelled(repo, uuid), new Date(session.startedAt).toISOString(), { durable: false });
+      }
+    });
+  }
+
+  /** Removes what a session holds, for a session no client knows (a failed monolithic POST). */
+  async discard(repo: string, uuid: string): Promise<void> {
     const key = `${repo}/${uuid}`;
     await this.locked(key, async () => {
       this.hints.delete(key);
@@ -287,12 +373,15 @@ export class UploadStore {
     const removed: string[] = [];
     for (const dir of dirs) {
       const uuid = dir.slice(dir.lastIndexOf('/') + 1);
-      let started: number;
-      try {
-        started = Date.parse((await this.driver.getContent(paths.uploadStartedAt(repo, uuid))).toString('utf8').trim());
-      } catch (err) {
-        if (!isPathNotFound(err)) throw err;
-        started = NaN;
+      // A session's start time, or a cancelled one's (its mark goes when the id expires).
+      let started = NaN;
+      for (const file of [paths.uploadStartedAt(repo, uuid), paths.uploadCancelled(repo, uuid)]) {
+        try {
+          started = Date.parse((await this.driver.getContent(file)).toString('utf8').trim());
+          break;
+        } catch (err) {
+          if (!isPathNotFound(err)) throw err;
+        }
       }
       // No readable start time (a torn session): fall back to the directory's time, which object
       // stores report as the epoch, so such debris is purged at the first run.

@@ -1,13 +1,16 @@
 // Upload endpoints against a live server: monolithic, POST+PUT, chunked and streamed PATCH,
 // status, cancel, mounts, bad ranges and sizes, interrupted uploads, concurrency.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, expectError, random, sha256, sha512 } from '../helpers/client.js';
 import { apiDrivers, stopDrivers, storageFor as driverStorage } from '../helpers/drivers.js';
-import { startInProcess, type RunningBerth } from '../helpers/berth.js';
+import { startInProcess, tempDir, type RunningBerth } from '../helpers/berth.js';
+import { buildConfig } from '../../src/config/config.js';
+import { Registry } from '../../src/registry/registry.js';
+import { createDriver } from '../../src/storage/factory.js';
 
 const V2 = 'docker/registry/v2';
 
@@ -28,6 +31,14 @@ for (const { driver, skip, noAppendToNonEmpty } of apiDrivers()) {
     const noSessions = (repo: string) => {
       const dir = join(berth.root!, V2, 'repositories', repo, '_uploads');
       assert.deepEqual(existsSync(dir) ? readdirSync(dir) : [], [], `sessions left in ${repo}`);
+    };
+    // A completed session's files are gone; its id (which carries its start time, so any
+    // process can judge it without storage) answers as a session holding nothing until it
+    // expires, as a just-started one does.
+    const expectEmptySession = async (loc: string) => {
+      const st = await c.fetch(loc);
+      assert.equal(st.status, 204, await st.text());
+      assert.equal(st.headers.get('range'), '0-0');
     };
 
     for (const size of [100_000, 3_000_000]) test(`monolithic POST ?digest= stores the blob and links it (${size} bytes)`, async () => {
@@ -83,12 +94,16 @@ for (const { driver, skip, noAppendToNonEmpty } of apiDrivers()) {
       assert.equal(st.headers.get('range'), `0-${size - 1}`, 'the final chunk of a failed PUT is kept');
       const done = await c.fetch(Client.withParam(loc, `digest=${sha256(data)}`), { method: 'PUT' });
       assert.equal(done.status, 201, await done.text());
-      await expectError(await c.fetch(loc), 404, 'BLOB_UPLOAD_UNKNOWN');
+      await expectEmptySession(loc);
+      if (driver === 'filesystem') noSessions(repo);
 
       loc = await c.startUpload(repo);
       const ok = await c.fetch(Client.withParam(loc, `digest=${sha256(data)}`), { method: 'PUT', body: data });
       assert.equal(ok.status, 201, await ok.text());
-      await expectError(await c.fetch(loc), 404, 'BLOB_UPLOAD_UNKNOWN');
+      await expectEmptySession(loc);
+      // Repeating the PUT (a client whose response was lost) is answered the same way.
+      const again = await c.fetch(Client.withParam(loc, `digest=${sha256(data)}`), { method: 'PUT', body: data });
+      assert.equal(again.status, 201, await again.text());
       assert.deepEqual(Buffer.from(await (await c.fetch(`/v2/${repo}/blobs/${sha256(data)}`)).arrayBuffer()), data);
       if (driver === 'filesystem') noSessions(repo);
     });
@@ -138,8 +153,8 @@ for (const { driver, skip, noAppendToNonEmpty } of apiDrivers()) {
       assert.equal(done.status, 201, await done.text());
       const get = await c.fetch(`/v2/chunked/repo/blobs/${sha256(data)}`);
       assert.deepEqual(Buffer.from(await get.arrayBuffer()), data);
-      // the session is gone
-      await expectError(await c.fetch(loc), 404, 'BLOB_UPLOAD_UNKNOWN');
+      await expectEmptySession(loc);
+      if (driver === 'filesystem') noSessions('chunked/repo');
     });
 
     test('streamed PATCH (Transfer-Encoding: chunked, no Content-Range) then final chunk in PUT', multiRequest, async () => {
@@ -242,6 +257,17 @@ for (const { driver, skip, noAppendToNonEmpty } of apiDrivers()) {
       assert.equal(del.status, 204);
       await expectError(await c.fetch(loc), 404, 'BLOB_UPLOAD_UNKNOWN');
       await expectError(await c.fetch(loc, { method: 'DELETE' }), 404, 'BLOB_UPLOAD_UNKNOWN');
+      await expectError(await c.fetch(loc, { method: 'PATCH', body: random(10) }), 404, 'BLOB_UPLOAD_UNKNOWN');
+    });
+
+    test('DELETE cancels a session that never held bytes: its id is unknown afterwards', async () => {
+      const data = random(1000);
+      const loc = await c.startUpload('cancel/empty');
+      assert.equal((await c.fetch(loc, { method: 'DELETE' })).status, 204);
+      await expectError(await c.fetch(loc), 404, 'BLOB_UPLOAD_UNKNOWN');
+      await expectError(await c.fetch(loc, { method: 'PATCH', body: data }), 404, 'BLOB_UPLOAD_UNKNOWN');
+      await expectError(await c.fetch(Client.withParam(loc, `digest=${sha256(data)}`), { method: 'PUT', body: data }), 404, 'BLOB_UPLOAD_UNKNOWN');
+      await expectError(await c.fetch(`/v2/cancel/empty/blobs/${sha256(data)}`, { method: 'HEAD' }), 404, 'BLOB_UNKNOWN');
     });
 
     test('mount from another repository (201), automatic mount without from (201), unknown → 202 session', async () => {
@@ -336,3 +362,70 @@ for (const { driver, skip, noAppendToNonEmpty } of apiDrivers()) {
     });
   });
 }
+
+describe('upload sessions hold storage only once bytes arrive (filesystem)', () => {
+  test('POST stores nothing; the first PATCH stores the start time the id carries; a restart keeps both kinds of session', async () => {
+    const root = tempDir();
+    const storage = { filesystem: { rootdirectory: root } };
+    let berth = await startInProcess({ storage });
+    try {
+      let c = new Client(berth.url);
+      const empty = await c.startUpload('lazy/repo');
+      const held = await c.startUpload('lazy/repo');
+      assert.ok(!existsSync(join(root, V2, 'repositories/lazy')), 'a POST writes nothing');
+      const part = random(5000);
+      assert.equal((await c.fetch(held, { method: 'PATCH', body: part })).status, 202);
+      const uuid = held.split('/uploads/')[1]!.split('?')[0]!;
+      const startedAt = Date.parse(readFileSync(join(root, V2, 'repositories/lazy/repo/_uploads', uuid, 'startedat'), 'utf8'));
+      assert.ok(Math.abs(Date.now() - startedAt) < 60_000, 'the start time is the POST time');
+      assert.deepEqual(readdirSync(join(root, V2, 'repositories/lazy/repo/_uploads')), [uuid]);
+
+      await berth.stop();
+      berth = await startInProcess({ storage });
+      c = new Client(berth.url);
+      // Locations are relative, so the new server answers them.
+      const st = await c.fetch(empty);
+      assert.equal(st.status, 204);
+      assert.equal(st.headers.get('range'), '0-0');
+      const st2 = await c.fetch(held);
+      assert.equal(st2.headers.get('range'), `0-${part.length - 1}`);
+      const data = random(3000);
+      assert.equal((await c.fetch(Client.withParam(empty, `digest=${sha256(data)}`), { method: 'PUT', body: data })).status, 201);
+      assert.equal((await c.fetch(Client.withParam(held, `digest=${sha256(part)}`), { method: 'PUT' })).status, 201);
+      assert.deepEqual(readdirSync(join(root, V2, 'repositories/lazy/repo/_uploads')), [], 'completion removes the files');
+    } finally {
+      await berth.stop();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  test('ids expire with the purge age; purging removes cancelled marks', async () => {
+    const root = tempDir();
+    const berth = await startInProcess({
+      storage: { filesystem: { rootdirectory: root }, maintenance: { uploadpurging: { enabled: true, age: '1s', interval: '1h' } } },
+    });
+    try {
+      const c = new Client(berth.url);
+      const loc = await c.startUpload('expire/repo');
+      const cancelled = await c.startUpload('expire/repo');
+      assert.equal((await c.fetch(loc)).status, 204);
+      assert.equal((await c.fetch(cancelled, { method: 'DELETE' })).status, 204);
+      const uuid = cancelled.split('/uploads/')[1]!.split('?')[0]!;
+      assert.ok(existsSync(join(root, V2, 'repositories/expire/repo/_uploads', uuid, 'cancelled')));
+      await new Promise((r) => setTimeout(r, 1100));
+      await expectError(await c.fetch(loc), 404, 'BLOB_UPLOAD_UNKNOWN');
+      const data = random(100);
+      await expectError(await c.fetch(Client.withParam(loc, `digest=${sha256(data)}`), { method: 'PUT', body: data }), 404, 'BLOB_UPLOAD_UNKNOWN');
+      const registry = new Registry(await createDriver(buildConfig({ storage: { filesystem: { rootdirectory: root } } }).storage), {
+        deleteEnabled: false,
+        readOnly: false,
+        redirectDisabled: true,
+      });
+      assert.deepEqual(await registry.purgeUploads(1000, false), [{ repo: 'expire/repo', uuid }]);
+      assert.deepEqual(readdirSync(join(root, V2, 'repositories/expire/repo/_uploads')), []);
+    } finally {
+      await berth.stop();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});

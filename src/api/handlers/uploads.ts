@@ -85,14 +85,14 @@ export async function startUpload(ctx: Ctx): Promise<void> {
   if (digest && announced !== undefined && ctx.req.headers['transfer-encoding'] === undefined && Number(announced) <= SMALL_BLOB_MAX) {
     return created(ctx, await ctx.registry.uploads.putWhole(digest, repo.blobs, requestBody(ctx), Number(announced)));
   }
-  const session = await ctx.registry.uploads.start(repo.name);
+  const session = ctx.registry.uploads.start(repo.name);
   if (digest) {
     // Monolithic upload: the client never learns this session, so it goes on any failure.
     let desc: BlobDescriptor;
     try {
       desc = await ctx.registry.uploads.complete(repo.name, session.uuid, digest, repo.blobs, requestBody(ctx), appendOptions(ctx));
     } catch (err) {
-      await ctx.registry.uploads.cancel(repo.name, session.uuid).catch(() => {});
+      await ctx.registry.uploads.discard(repo.name, session.uuid).catch(() => {});
       throw err;
     }
     return created(ctx, desc);
