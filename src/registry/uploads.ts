@@ -236,9 +236,9 @@ export class UploadStore {
   }
 
   async append(repo: string, uuid: string, body: AsyncIterable<Buffer>, opts: AppendOptions = {}): Promise<UploadStatus> {
-    const session = await this.lookup(repo, uuid);
     const key = `${repo}/${uuid}`;
     return this.locked(key, async () => {
+      const session = await this.lookup(repo, uuid);
       await this.materialize(repo, uuid, session);
       const writer = await this.driver.writer(paths.uploadData(repo, uuid), { append: true });
       try {
@@ -267,9 +267,9 @@ export class UploadStore {
     body?: AsyncIterable<Buffer>,
     opts: AppendOptions = {},
   ): Promise<BlobDescriptor> {
-    const session = await this.lookup(repo, uuid);
     const key = `${repo}/${uuid}`;
     return this.locked(key, async () => {
+      const session = await this.lookup(repo, uuid);
       // POST then PUT with a small body (what many clients do for configs and small layers),
       // or a PUT without body on a session that holds nothing: verify in memory and write the
       // blob once, as putWhole does, instead of a session file.
@@ -333,9 +333,9 @@ export class UploadStore {
    * otherwise still be valid), until purging removes the mark with the id's expiry.
    */
   async cancel(repo: string, uuid: string): Promise<void> {
-    const session = await this.lookup(repo, uuid);
     const key = `${repo}/${uuid}`;
     await this.locked(key, async () => {
+      const session = await this.lookup(repo, uuid);
       this.hints.delete(key);
       if (session.stored) await this.removeSession(repo, uuid);
       if (session.startedAt !== null) {
