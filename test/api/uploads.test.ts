@@ -248,6 +248,12 @@ for (const { driver, skip, noAppendToNonEmpty } of apiDrivers()) {
       // a session belongs to its repository
       const loc = await c.startUpload('owner/repo');
       await expectError(await c.fetch(loc.replace('owner/repo', 'other/repo')), 404, 'BLOB_UPLOAD_UNKNOWN');
+      // an id whose start time was changed no longer matches its check
+      const uuid = loc.split('/uploads/')[1]!.split('?')[0]!;
+      const parts = uuid.split('-');
+      parts[5] = (parseInt(parts[5]!, 36) - 1).toString(36);
+      await expectError(await c.fetch(`/v2/owner/repo/blobs/uploads/${parts.join('-')}`), 404, 'BLOB_UPLOAD_UNKNOWN');
+      assert.equal((await c.fetch(`/v2/owner/repo/blobs/uploads/${uuid}`)).status, 204);
     });
 
     test('DELETE cancels a session', async () => {
