@@ -166,9 +166,11 @@ export class UploadStore {
   /**
    * Before a session's first bytes: its start time goes to storage, where purging and other
    * processes read it. Scratch state: a session lost to a power cut is started again by the client.
+   * A chunk that cannot be the first (`start` past 0) is refused before anything is written.
    */
-  private async materialize(repo: string, uuid: string, session: Session): Promise<void> {
+  private async materialize(repo: string, uuid: string, session: Session, start: number | undefined): Promise<void> {
     if (session.stored) return;
+    checkStart(0, start);
     await this.driver.putContent(paths.uploadStartedAt(repo, uuid), new Date(session.startedAt!).toISOString(), { durable: false });
     session.stored = true;
   }
@@ -239,7 +241,7 @@ export class UploadStore {
     const key = `${repo}/${uuid}`;
     return this.locked(key, async () => {
       const session = await this.lookup(repo, uuid);
-      await this.materialize(repo, uuid, session);
+      await this.materialize(repo, uuid, session, opts.start);
       const writer = await this.driver.writer(paths.uploadData(repo, uuid), { append: true });
       try {
         checkStart(writer.size, opts.start);
@@ -289,7 +291,7 @@ export class UploadStore {
           yield data; // a mismatch keeps the final chunk in the session, as below
         })();
       }
-      await this.materialize(repo, uuid, session);
+      await this.materialize(repo, uuid, session, opts.start);
       const writer = await this.driver.writer(paths.uploadData(repo, uuid), { append: true });
       let hash: Hash;
       try {

@@ -379,6 +379,9 @@ describe('upload sessions hold storage only once bytes arrive (filesystem)', () 
       const empty = await c.startUpload('lazy/repo');
       const held = await c.startUpload('lazy/repo');
       assert.ok(!existsSync(join(root, V2, 'repositories/lazy')), 'a POST writes nothing');
+      const late = await c.fetch(empty, { method: 'PATCH', body: random(10), headers: { 'Content-Range': '10-19' } });
+      await expectError(late, 416, 'RANGE_INVALID');
+      assert.ok(!existsSync(join(root, V2, 'repositories/lazy')), 'a chunk that cannot be the first writes nothing');
       const part = random(5000);
       assert.equal((await c.fetch(held, { method: 'PATCH', body: part })).status, 202);
       const uuid = held.split('/uploads/')[1]!.split('?')[0]!;
