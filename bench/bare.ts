@@ -4,11 +4,20 @@
 //    (the headers a registry sends) and GET of a ~500-byte manifest;
 //  - GET /blob/<bytes>: that many bytes from memory, for the verified-pull limit (what the
 //    benchmark's client can receive and hash from a server that costs nothing);
+//  - PUT /file/<name>: the least a push must do, with no registry around it: the body written
+//    to a new file under the directory given as the first argument (gathered into writes of
+//    ≥1 MiB, one in flight while the next gathers), fdatasync, 201 — no hashing, no rename, no
+//    links. The parallel-push limit is this under scenario 5's load; the files stay until the
+//    measurement removes them;
 //  - a TCP sink for loopback throughput: a connection sends an 8-byte length, then that many
 //    bytes; the sink answers one byte once it has them all.
 // It prints one JSON line {"http":PORT,"sink":PORT} when ready and exits when stdin closes.
+import { promises as fsp } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { join } from 'node:path';
+
+const fileDir = process.argv[2];
 
 const MANIFEST = Buffer.from(
   JSON.stringify({
@@ -39,8 +48,52 @@ function sendBlob(res: http.ServerResponse, size: number): void {
   pump();
 }
 
+/** Writes the request body to `file`, fdatasyncs it and answers 201. */
+async function receiveFile(req: http.IncomingMessage, res: http.ServerResponse, file: string): Promise<void> {
+  const handle = await fsp.open(file, 'wx');
+  try {
+    let pending: Buffer[] = [];
+    let bytes = 0;
+    let inflight: Promise<void> = Promise.resolve();
+    const flush = () => {
+      const buffers = pending;
+      const n = bytes;
+      pending = [];
+      bytes = 0;
+      inflight = inflight.then(async () => {
+        const { bytesWritten } = await handle.writev(buffers);
+        if (bytesWritten !== n) throw new Error(`short write: ${bytesWritten} of ${n} bytes`);
+      });
+      inflight.catch(() => {}); // awaited before the next flush and at the end
+    };
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      pending.push(chunk);
+      bytes += chunk.length;
+      if (bytes >= 1024 * 1024) {
+        await inflight;
+        flush();
+      }
+    }
+    flush();
+    await inflight;
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+  res.writeHead(201, { 'Content-Length': '0' });
+  res.end();
+}
+
 const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
   res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+  const file = /^\/file\/([a-z0-9-]+)$/.exec(req.url ?? '');
+  if (file && req.method === 'PUT' && fileDir) {
+    receiveFile(req, res, join(fileDir, file[1])).catch((err: Error) => {
+      res.writeHead(500, { 'Content-Type': 'text/plain' });
+      res.end(String(err.message));
+    });
+    return;
+  }
   const blob = /^\/blob\/(\d+)$/.exec(req.url ?? '');
   if (blob && req.method === 'GET') {
     sendBlob(res, Number(blob[1]));

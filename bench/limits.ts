@@ -6,12 +6,16 @@
 //  - loopback: one TCP stream to another process (bare.ts's sink);
 //  - verified pull: this benchmark's client GETting from bare.ts (bytes from memory) and
 //    hashing them, one stream and `parallel` streams — what any registry's pull is bound by;
+//  - parallel push: scenario 5's load (`parallel` PUTs of `parallelSize` at once, bodies made
+//    as the scenario makes them) against bare.ts writing each body to a file and fdatasync-ing
+//    it — what the machine allows a push through the page cache before any registry work
+//    (hashing, renames, links);
 //  - bare node:http requests/s under scenario 7's load (bare.ts), per request kind.
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { MiB } from './data.js';
+import { blobChunks, MiB, newSeed } from './data.js';
 import { Client } from './http.js';
 import { runLoad, type LoadResult } from './load.js';
 import type { BareServers } from './servers.js';
@@ -155,9 +159,40 @@ export async function verifiedPullThroughput(port: number, bytes: number, stream
   }
 }
 
+/**
+ * MiB/s of `streams` PUTs of `bytes` each, at once, to bare.ts, which writes them to files
+ * under `dir` and fdatasyncs them; the best of three runs (a limit is a best case). The files
+ * of all runs are removed only at the end, so every run writes to newly allocated pages, as a
+ * registry's pushes do.
+ */
+export async function parallelPushThroughput(port: number, dir: string, bytes: number, streams: number): Promise<number> {
+  const c = new Client(`http://127.0.0.1:${port}`);
+  const names: string[] = [];
+  try {
+    let best = 0;
+    for (let run = 0; run < 3 && !aborted; run++) {
+      const specs = Array.from({ length: streams }, () => ({ seed: newSeed(), size: bytes }));
+      const t0 = performance.now();
+      await Promise.all(
+        specs.map((spec) => {
+          const name = `push-limit-${process.pid}-${spec.seed}`;
+          names.push(name);
+          return c.expect(201, 'PUT', `/file/${name}`, { headers: { 'Content-Length': String(bytes) }, body: blobChunks(spec) });
+        }),
+      );
+      best = Math.max(best, (streams * bytes) / MiB / ((performance.now() - t0) / 1000));
+    }
+    return best;
+  } finally {
+    c.close();
+    await Promise.all(names.map((n) => fsp.rm(join(dir, n), { force: true })));
+  }
+}
+
 export interface Limits {
   pullMiBs: number;
   parallelPullMiBs: number;
+  parallelPushMiBs: number;
   sha256MiBs: number;
   diskMiBs: number;
   fsyncOps: number;
@@ -173,6 +208,7 @@ export async function measureLimits(sizes: Sizes, storageDir: string, bare: Bare
   const loopbackMiBs = await loopbackThroughput(bare.sinkPort, sizes.loopbackBytes);
   const pullMiBs = await verifiedPullThroughput(bare.httpPort, sizes.bigSize * Math.min(4, sizes.bigCount), 1);
   const parallelPullMiBs = await verifiedPullThroughput(bare.httpPort, sizes.parallelSize, sizes.parallel);
+  const parallelPushMiBs = await parallelPushThroughput(bare.httpPort, storageDir, sizes.parallelSize, sizes.parallel);
   const load = (method: 'GET' | 'HEAD', path: string, headers?: Record<string, string>) =>
     runLoad({
       host: '127.0.0.1',
@@ -186,5 +222,5 @@ export async function measureLimits(sizes: Sizes, storageDir: string, bare: Bare
     });
   const bareHead = await load('HEAD', HEAD_PATH_SHAPE);
   const bareGet = await load('GET', '/v2/bench/small/r00000/manifests/v1', { Accept: MANIFEST_ACCEPT });
-  return { sha256MiBs, diskMiBs, fsyncOps, loopbackMiBs, pullMiBs, parallelPullMiBs, bareHead, bareGet };
+  return { sha256MiBs, diskMiBs, fsyncOps, loopbackMiBs, pullMiBs, parallelPullMiBs, parallelPushMiBs, bareHead, bareGet };
 }

@@ -117,7 +117,7 @@ async function run(opts: Options): Promise<Report> {
 
   try {
     if (!opts.noLimits) {
-      bare = await startBare();
+      bare = await startBare(work);
       const b = bare;
       cleanups.push(() => b.stop());
     }
@@ -138,7 +138,7 @@ async function run(opts: Options): Promise<Report> {
           const lim = limitValues(await measureLimits(opts.sizes, work, bare));
           for (const [id, v] of Object.entries(lim)) limitSamples.get(id as LimitId)!.push(v);
           progress(
-            `  sha256 ${fmt(lim.sha256)} MiB/s, verified pull ${fmt(lim.pull)} MiB/s, disk ${fmt(lim.disk)} MiB/s, fsync ${fmt(lim.fsync)} ops/s, loopback ${fmt(lim.loopback)} MiB/s, ` +
+            `  sha256 ${fmt(lim.sha256)} MiB/s, verified pull ${fmt(lim.pull)} MiB/s, parallel push ${fmt(lim.parallel_push)} MiB/s, disk ${fmt(lim.disk)} MiB/s, fsync ${fmt(lim.fsync)} ops/s, loopback ${fmt(lim.loopback)} MiB/s, ` +
               `bare HEAD ${fmt(lim.bare_head_rps)} req/s, bare GET ${fmt(lim.bare_get_rps)} req/s`,
           );
         }

@@ -223,9 +223,9 @@ export interface BareServers {
   stop(): Promise<void>;
 }
 
-/** Starts bare.ts as a child process and waits for its ports. */
-export async function startBare(): Promise<BareServers> {
-  const proc = spawn(process.execPath, [BARE], { stdio: ['pipe', 'pipe', 'pipe'], env: cleanEnv() });
+/** Starts bare.ts as a child process and waits for its ports; its PUT /file/ writes under `fileDir`. */
+export async function startBare(fileDir: string): Promise<BareServers> {
+  const proc = spawn(process.execPath, [BARE, fileDir], { stdio: ['pipe', 'pipe', 'pipe'], env: cleanEnv() });
   let out = '';
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
