@@ -162,8 +162,10 @@ export async function verifiedPullThroughput(port: number, bytes: number, stream
 /**
  * MiB/s of `streams` PUTs of `bytes` each, at once, to bare.ts, which writes them to files
  * under `dir` and fdatasyncs them; the best of three runs (a limit is a best case). The files
- * of all runs are removed only at the end, so every run writes to newly allocated pages, as a
- * registry's pushes do.
+ * of all runs are removed only at the end, so no run writes into pages the run before it
+ * freed (a registry's pushes write new files too). Pages freed just before by the other
+ * limits can still make the first run faster: on a VM that hands freed pages back to its
+ * host, writing into pages not touched recently costs far more (docs/performance.md).
  */
 export async function parallelPushThroughput(port: number, dir: string, bytes: number, streams: number): Promise<number> {
   const c = new Client(`http://127.0.0.1:${port}`);
