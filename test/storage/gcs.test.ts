@@ -189,6 +189,30 @@ describe('gcs driver specifics', { skip }, () => {
     await assert.rejects(d.move('/mv/src', '/mv/other'), PathNotFoundError);
   });
 
+  test('retries stay on for every request while copies and deletes without preconditions run', async () => {
+    // The SDK's default strategy switches retries off on the shared Storage object during such
+    // operations (and can leave them off); a stat made meanwhile then fails on the first
+    // dropped connection.
+    const g = new GcsDriver(opts);
+    const retries = () => (g as unknown as { storage: Storage }).storage.retryOptions.autoRetry;
+    const gd = new BaseDriver(g);
+    for (let i = 0; i < 5; i++) {
+      await gd.putContent(`/retry/src${i}`, randomBytes(64 * 1024));
+      await gd.putContent(`/retry/gone${i}`, 'x');
+    }
+    const seen: (boolean | undefined)[] = [];
+    await Promise.all(
+      Array.from({ length: 5 }, async (_, i) => {
+        const moving = gd.move(`/retry/src${i}`, `/retry/dst${i}`);
+        seen.push(retries());
+        await Promise.all([moving, gd.delete(`/retry/gone${i}`), gd.stat(`/retry/src${i}`).catch(() => null)]);
+        seen.push(retries());
+      }),
+    );
+    assert.deepEqual(seen.filter((on) => !on), [], 'retries were on at every moment sampled');
+    assert.equal(retries(), true);
+  });
+
   test('purgeStaleWrites removes append parts older than the age, and only those', async () => {
     await raw.file('berth-root/~berth-parts/1-old').save('left by a crash');
     assert.deepEqual(await new GcsDriver(opts).purgeStaleWrites(60_000), [], 'a fresh part is spared');

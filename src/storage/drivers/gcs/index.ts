@@ -19,7 +19,7 @@
 //    stream through Berth.
 // GCS has no modification time for a directory: it is reported as the epoch, as the s3 and
 // azure drivers do.
-import { Storage, type Bucket, type File, type StorageOptions } from '@google-cloud/storage';
+import { IdempotencyStrategy, Storage, type Bucket, type File, type StorageOptions } from '@google-cloud/storage';
 import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
@@ -141,7 +141,15 @@ export class GcsDriver implements StorageDriver, StaleWritePurger {
     }
     const key = loadKey(options);
     this.canSign = typeof key?.private_key === 'string' && typeof key.client_email === 'string';
-    const config: StorageOptions = { retryOptions: { autoRetry: true, maxRetries: 4 } };
+    // Retry every request. Under the SDK's default strategy, an operation without a
+    // precondition (a copy, a delete) turns retries off on the shared Storage object while it
+    // runs, so requests made meanwhile get none (a stat failed on a dropped keep-alive
+    // connection), and a File made then "restores" them to off for good. Berth's writes are
+    // safe to repeat: copies go to content-addressed paths, saves write the same bytes again,
+    // deletes accept that the object is gone, composes carry a generation precondition.
+    const config: StorageOptions = {
+      retryOptions: { autoRetry: true, maxRetries: 4, idempotencyStrategy: IdempotencyStrategy.RetryAlways },
+    };
     if (key) {
       config.credentials = key as StorageOptions['credentials'];
       if (key.project_id) config.projectId = key.project_id;
