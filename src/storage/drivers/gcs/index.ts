@@ -146,7 +146,8 @@ export class GcsDriver implements StorageDriver, StaleWritePurger {
     // runs, so requests made meanwhile get none (a stat failed on a dropped keep-alive
     // connection), and a File made then "restores" them to off for good. Berth's writes are
     // safe to repeat: copies go to content-addressed paths, saves write the same bytes again,
-    // deletes accept that the object is gone, composes carry a generation precondition.
+    // a delete repeated after a lost answer finds the object gone (and says so, as for any
+    // missing path), composes carry a generation precondition.
     const config: StorageOptions = {
       retryOptions: { autoRetry: true, maxRetries: 4, idempotencyStrategy: IdempotencyStrategy.RetryAlways },
     };
