@@ -6,10 +6,12 @@
 // small objects do) thus creates and removes no session files at all. The running sha256 is
 // kept in memory as a hint keyed by the bytes it covers; when it is missing or stale
 // (another process, a restart, a failed write) it is rebuilt by re-reading the held bytes.
-// Correctness never depends on the hint.
-import { createHash, randomUUID, type Hash } from 'node:crypto';
+// Correctness never depends on the hint. Bodies that may end above SMALL_BLOB_MAX are hashed
+// on a worker thread (oci/stream-hash.ts): each chunk is written once hashed.
+import { createHash, randomUUID } from 'node:crypto';
 import { RegistryError } from '../errors/codes.js';
 import { newHash, type Algorithm, type Digest } from '../oci/digest.js';
+import { hashWorkers, InlineHash, type StreamHash } from '../oci/stream-hash.js';
 import type { BaseDriver } from '../storage/base.js';
 import { isPathNotFound, type FileWriter } from '../storage/driver.js';
 import { type BlobDescriptor, type GlobalBlobStore, type LinkedBlobStore } from './blobs.js';
@@ -105,7 +107,7 @@ export function rangeHeader(size: number): string {
 
 export class UploadStore {
   /** key → running hash over the first `offset` bytes of the upload's data. */
-  private hints = new Map<string, { hash: Hash; offset: number }>();
+  private hints = new Map<string, { hash: StreamHash; offset: number }>();
   private locks = new Map<string, Promise<unknown>>();
 
   constructor(
@@ -127,10 +129,17 @@ export class UploadStore {
     }
   }
 
-  private setHint(key: string, hash: Hash, offset: number): void {
+  private setHint(key: string, hash: StreamHash, offset: number): void {
+    const old = this.hints.get(key);
+    if (old && old.hash !== hash) old.hash.dispose();
     this.hints.delete(key);
     this.hints.set(key, { hash, offset });
-    if (this.hints.size > HASH_HINTS_MAX) this.hints.delete(this.hints.keys().next().value!);
+    if (this.hints.size > HASH_HINTS_MAX) this.dropHint(this.hints.keys().next().value!);
+  }
+
+  private dropHint(key: string): void {
+    this.hints.get(key)?.hash.dispose();
+    this.hints.delete(key);
   }
 
   /** A new session: its id only, nothing is stored until bytes arrive. */
@@ -190,51 +199,78 @@ export class UploadStore {
     return { uuid, size: await this.heldSize(repo, uuid, session) };
   }
 
-  /** Hash of the first `size` held bytes with `algorithm`, from the hint or by re-reading. */
-  private async hashOf(repo: string, uuid: string, size: number, algorithm: Algorithm): Promise<Hash> {
+  /**
+   * Hash of the first `size` held bytes with `algorithm`, from the hint or by re-reading;
+   * `more` is how many bytes will follow, when known: a sha256 that may end above
+   * SMALL_BLOB_MAX is computed on a worker thread.
+   */
+  private async hashOf(repo: string, uuid: string, size: number, algorithm: Algorithm, more?: number): Promise<StreamHash> {
     const key = `${repo}/${uuid}`;
     const hint = this.hints.get(key);
-    if (algorithm === 'sha256' && hint && hint.offset === size) return hint.hash;
-    const hash = newHash(algorithm);
-    if (size > 0) {
-      let seen = 0;
-      const stream = await this.driver.reader(paths.uploadData(repo, uuid), 0);
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        const take = Math.min(chunk.length, size - seen);
-        hash.update(take === chunk.length ? chunk : chunk.subarray(0, take));
-        seen += take;
-        if (seen >= size) break;
+    if (algorithm === 'sha256' && hint && hint.offset === size && !hint.hash.broken) return hint.hash;
+    const large = algorithm === 'sha256' && (more === undefined || size + more > SMALL_BLOB_MAX);
+    const hash = large ? hashWorkers.create() : new InlineHash(algorithm);
+    try {
+      if (size > 0) {
+        let seen = 0;
+        const stream = await this.driver.reader(paths.uploadData(repo, uuid), 0);
+        for await (const chunk of stream as AsyncIterable<Buffer>) {
+          const take = Math.min(chunk.length, size - seen);
+          await hash.update(take === chunk.length ? chunk : chunk.subarray(0, take));
+          hash.takeHashed();
+          seen += take;
+          if (seen >= size) break;
+        }
+        if (seen !== size) throw new Error(`upload ${uuid}: held ${seen} bytes, expected ${size}`);
+        await hash.settle();
+        hash.takeHashed();
       }
-      if (seen !== size) throw new Error(`upload ${uuid}: held ${seen} bytes, expected ${size}`);
+    } catch (err) {
+      hash.dispose();
+      throw err;
     }
     return hash;
   }
 
-  /** Streams `body` into the writer, hashing as it goes; keeps the hint true on every exit. */
-  private async pump(key: string, writer: FileWriter, hash: Hash, body: AsyncIterable<Buffer>, length?: number): Promise<void> {
-    const startSize = writer.size;
+  /**
+   * Streams `body` through the hash into the writer (each chunk is written once hashed);
+   * keeps the hint true on every exit. The body's chunks are given up: their memory may move
+   * to the hashing thread (request bodies are read once).
+   */
+  private async pump(key: string, writer: FileWriter, hash: StreamHash, body: AsyncIterable<Buffer>, length?: number): Promise<void> {
+    let received = 0;
+    let failure: unknown = null;
     try {
       for await (const chunk of body) {
-        const received = writer.size - startSize;
         if (length !== undefined && received + chunk.length > length) {
-          const fit = chunk.subarray(0, length - received);
-          hash.update(fit);
-          await writer.write(fit);
+          await hash.update(chunk.subarray(0, length - received), true);
           throw new RegistryError('SIZE_INVALID', { expected: length }, { message: `body is longer than the announced ${length} bytes` });
         }
-        hash.update(chunk);
-        await writer.write(chunk);
+        received += chunk.length;
+        const behind = hash.update(chunk, true);
+        if (behind) await behind;
+        for (const b of hash.takeHashed()) await writer.write(b);
       }
-      const received = writer.size - startSize;
       if (length !== undefined && received !== length) {
         throw new RegistryError('SIZE_INVALID', { expected: length, received }, { message: `body has ${received} bytes, ${length} were announced` });
       }
-    } finally {
-      // The hash covers exactly the bytes handed to the writer. Writes are append-only and in
-      // order, so if a storage write failed, the size held differs from this offset and the
-      // next operation re-reads instead of trusting the hint.
-      this.setHint(key, hash, writer.size);
+    } catch (err) {
+      failure = err;
     }
+    try {
+      // Every byte the hash took goes to the writer, so the hash covers exactly the bytes
+      // handed to it. Writes are append-only and in order, so if a storage write failed, the
+      // size held differs from this offset and the next operation re-reads instead of
+      // trusting the hint.
+      await hash.settle();
+      for (const b of hash.takeHashed()) await writer.write(b);
+      this.setHint(key, hash, writer.size);
+    } catch (err) {
+      failure ??= err;
+      if (this.hints.get(key)?.hash === hash) this.dropHint(key);
+      else hash.dispose();
+    }
+    if (failure) throw failure;
   }
 
   async append(repo: string, uuid: string, body: AsyncIterable<Buffer>, opts: AppendOptions = {}): Promise<UploadStatus> {
@@ -245,7 +281,7 @@ export class UploadStore {
       const writer = await this.driver.writer(paths.uploadData(repo, uuid), { append: true });
       try {
         checkStart(writer.size, opts.start);
-        const hash = await this.hashOf(repo, uuid, writer.size, 'sha256');
+        const hash = await this.hashOf(repo, uuid, writer.size, 'sha256', opts.length);
         await this.pump(key, writer, hash, body, opts.length);
       } catch (err) {
         await writer.close().catch(() => {});
@@ -282,7 +318,7 @@ export class UploadStore {
         if (actual === digest.hex) {
           await this.blobs.putContent(digest, data);
           await linked.link(digest);
-          this.hints.delete(key);
+          this.dropHint(key);
           if (session.stored) await this.removeSession(repo, uuid);
           return { digest, size: data.length };
         }
@@ -293,23 +329,30 @@ export class UploadStore {
       }
       await this.materialize(repo, uuid, session, opts.start);
       const writer = await this.driver.writer(paths.uploadData(repo, uuid), { append: true });
-      let hash: Hash;
+      let hash: StreamHash | undefined;
+      let digesting: Promise<string>;
       try {
         checkStart(writer.size, opts.start);
-        hash = await this.hashOf(repo, uuid, writer.size, 'sha256');
+        hash = await this.hashOf(repo, uuid, writer.size, 'sha256', body ? opts.length : 0);
         if (body) await this.pump(key, writer, hash, body, opts.length);
+        // The digest is computed while the data is made durable.
+        digesting = hash.digest();
+        digesting.catch(() => {}); // awaited below, unless the commit fails first
         await writer.commit();
       } catch (err) {
         await writer.close().catch(() => {});
         throw err;
+      } finally {
+        // A hash that did not become the hint (a PUT without body, re-hashed) ends here.
+        if (hash && this.hints.get(key)?.hash !== hash) hash.dispose();
       }
       const size = writer.size;
-      const actual =
-        digest.algorithm === 'sha256' ? hash.copy().digest('hex') : (await this.hashOf(repo, uuid, size, digest.algorithm)).digest('hex');
+      let actual = await digesting;
+      if (digest.algorithm !== 'sha256') actual = await (await this.hashOf(repo, uuid, size, digest.algorithm)).digest();
       if (actual !== digest.hex) throw digestInvalid(digest, actual);
       await this.blobs.adopt(digest, paths.uploadData(repo, uuid));
       await linked.link(digest);
-      this.hints.delete(key);
+      this.dropHint(key);
       await this.removeSession(repo, uuid);
       return { digest, size };
     });
@@ -338,7 +381,7 @@ export class UploadStore {
     const key = `${repo}/${uuid}`;
     await this.locked(key, async () => {
       const session = await this.lookup(repo, uuid);
-      this.hints.delete(key);
+      this.dropHint(key);
       if (session.stored) await this.removeSession(repo, uuid);
       if (session.startedAt !== null) {
         await this.driver.putContent(paths.uploadCancelled(repo, uuid), new Date(session.startedAt).toISOString(), { durable: false });
@@ -350,7 +393,7 @@ export class UploadStore {
   async discard(repo: string, uuid: string): Promise<void> {
     const key = `${repo}/${uuid}`;
     await this.locked(key, async () => {
-      this.hints.delete(key);
+      this.dropHint(key);
       await this.removeSession(repo, uuid);
     });
   }
@@ -391,7 +434,7 @@ export class UploadStore {
       if (now - started < ageMs) continue;
       removed.push(uuid);
       if (!dryRun) {
-        this.hints.delete(`${repo}/${uuid}`);
+        this.dropHint(`${repo}/${uuid}`);
         await this.removeSession(repo, uuid);
       }
     }

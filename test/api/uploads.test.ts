@@ -9,6 +9,7 @@ import { Client, expectError, random, sha256, sha512 } from '../helpers/client.j
 import { apiDrivers, stopDrivers, storageFor as driverStorage } from '../helpers/drivers.js';
 import { startInProcess, tempDir, type RunningBerth } from '../helpers/berth.js';
 import { buildConfig } from '../../src/config/config.js';
+import { hashWorkers } from '../../src/oci/stream-hash.js';
 import { Registry } from '../../src/registry/registry.js';
 import { createDriver } from '../../src/storage/factory.js';
 
@@ -176,6 +177,22 @@ for (const { driver, skip, noAppendToNonEmpty } of apiDrivers()) {
       });
       assert.equal(done.status, 201, await done.text());
       const get = await c.fetch(`/v2/streamed/repo/blobs/${sha256(data)}`);
+      assert.equal(sha256(Buffer.from(await get.arrayBuffer())), sha256(data));
+    });
+
+    test('the hashing thread stopping between PATCH and PUT: the PUT re-reads the held bytes and completes', multiRequest, async () => {
+      const data = random(3_000_000); // above SMALL_BLOB_MAX: hashed on a worker thread
+      const loc = await c.startUpload('hashing/stops');
+      const p = await c.fetch(loc, { method: 'PATCH', body: data.subarray(0, 2_000_000) });
+      assert.equal(p.status, 202, await p.text());
+      await hashWorkers.close(); // the running hash kept for this session is gone with it
+      const done = await c.fetch(Client.withParam(c.location(p), `digest=${sha256(data)}`), {
+        method: 'PUT',
+        body: data.subarray(2_000_000),
+        headers: { 'Content-Range': `2000000-${data.length - 1}` },
+      });
+      assert.equal(done.status, 201, await done.text());
+      const get = await c.fetch(`/v2/hashing/stops/blobs/${sha256(data)}`);
       assert.equal(sha256(Buffer.from(await get.arrayBuffer())), sha256(data));
     });
 
