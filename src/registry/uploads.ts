@@ -207,7 +207,12 @@ export class UploadStore {
   private async hashOf(repo: string, uuid: string, size: number, algorithm: Algorithm, more?: number): Promise<StreamHash> {
     const key = `${repo}/${uuid}`;
     const hint = this.hints.get(key);
-    if (algorithm === 'sha256' && hint && hint.offset === size && !hint.hash.broken) return hint.hash;
+    if (algorithm === 'sha256' && hint && hint.offset === size && !hint.hash.broken) {
+      // Taken out while in use, so evicting hints cannot dispose of it; it goes back when
+      // the request has handed its bytes to the writer.
+      this.hints.delete(key);
+      return hint.hash;
+    }
     const large = algorithm === 'sha256' && (more === undefined || size + more > SMALL_BLOB_MAX);
     const hash = large ? hashWorkers.create() : new InlineHash(algorithm);
     try {
@@ -267,8 +272,7 @@ export class UploadStore {
       this.setHint(key, hash, writer.size);
     } catch (err) {
       failure ??= err;
-      if (this.hints.get(key)?.hash === hash) this.dropHint(key);
-      else hash.dispose();
+      hash.dispose();
     }
     if (failure) throw failure;
   }
@@ -338,6 +342,8 @@ export class UploadStore {
         // The digest is computed while the data is made durable.
         digesting = hash.digest();
         digesting.catch(() => {}); // awaited below, unless the commit fails first
+        // Without a body the hash stays the hint, for a retry after a wrong digest.
+        if (!body) this.setHint(key, hash, writer.size);
         await writer.commit();
       } catch (err) {
         await writer.close().catch(() => {});
