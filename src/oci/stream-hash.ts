@@ -205,6 +205,8 @@ class WorkerHash implements StreamHash {
   }
 
   dispose(): void {
+    // The thread forgets the state; a later use must fail, not start over from nothing.
+    this.failure ??= new Error('hash already disposed');
     this.lane.dispose(this.id);
   }
 

@@ -103,6 +103,15 @@ describe('stream hashes', () => {
     hash.dispose();
   });
 
+  test('a disposed hash refuses further use instead of starting over', async () => {
+    const hash = workers.create();
+    await feed(hash, ownChunks(randomBytes(1_000_000)));
+    hash.dispose();
+    assert.equal(hash.broken, true);
+    await assert.rejects(async () => hash.update(Buffer.alloc(10)));
+    await assert.rejects(hash.digest());
+  });
+
   test('a thread that dies makes its hashes fail, not hang; a new hash gets a new thread', async () => {
     const own = new HashWorkers(1);
     const hash = own.create();
