@@ -64,6 +64,8 @@ export interface UploadOptions {
    * removes their files); null: ids never expire.
    */
   maxAgeMs: number | null;
+  /** Running hashes kept between a session's requests (default HASH_HINTS_MAX); the oldest go first. */
+  hashHintsMax?: number;
 }
 
 export interface AppendOptions {
@@ -134,7 +136,7 @@ export class UploadStore {
     if (old && old.hash !== hash) old.hash.dispose();
     this.hints.delete(key);
     this.hints.set(key, { hash, offset });
-    if (this.hints.size > HASH_HINTS_MAX) this.dropHint(this.hints.keys().next().value!);
+    if (this.hints.size > (this.options.hashHintsMax ?? HASH_HINTS_MAX)) this.dropHint(this.hints.keys().next().value!);
   }
 
   private dropHint(key: string): void {
@@ -277,6 +279,7 @@ export class UploadStore {
     if (failure) throw failure;
   }
 
+  /** Appends `body` to the session; its chunks are given up (see pump). */
   async append(repo: string, uuid: string, body: AsyncIterable<Buffer>, opts: AppendOptions = {}): Promise<UploadStatus> {
     const key = `${repo}/${uuid}`;
     return this.locked(key, async () => {

@@ -4,13 +4,16 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { Client, expectError, random, sha256, sha512 } from '../helpers/client.js';
 import { apiDrivers, stopDrivers, storageFor as driverStorage } from '../helpers/drivers.js';
 import { startInProcess, tempDir, type RunningBerth } from '../helpers/berth.js';
 import { buildConfig } from '../../src/config/config.js';
 import { hashWorkers } from '../../src/oci/stream-hash.js';
+import { parseDigest } from '../../src/oci/digest.js';
 import { Registry } from '../../src/registry/registry.js';
+import { UploadStore } from '../../src/registry/uploads.js';
 import { createDriver } from '../../src/storage/factory.js';
 
 const V2 = 'docker/registry/v2';
@@ -451,6 +454,67 @@ describe('upload sessions hold storage only once bytes arrive (filesystem)', () 
       assert.deepEqual(readdirSync(join(root, V2, 'repositories/expire/repo/_uploads')), []);
     } finally {
       await berth.stop();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('running hashes kept between requests (filesystem)', () => {
+  test('evicting the oldest hashes neither disturbs a request using one nor loses the evicted sessions', async () => {
+    const root = tempDir();
+    try {
+      const registry = new Registry(await createDriver(buildConfig({ storage: { filesystem: { rootdirectory: root } } }).storage), {
+        deleteEnabled: false,
+        readOnly: false,
+        redirectDisabled: true,
+      });
+      const store = new UploadStore(registry.driver, registry.blobs, { maxAgeMs: null, hashHintsMax: 2 });
+      const repo = registry.repository('hints/repo');
+      const head = random(2_000_000); // above SMALL_BLOB_MAX: a hash on the worker thread
+      const tail = random(1_500_000);
+      const slow = store.start(repo.name).uuid;
+      // Copies: the store takes a body's chunks (their memory moves to the hashing thread).
+      await store.append(repo.name, slow, Readable.from([Buffer.from(head)]), { length: head.length });
+      // The second PATCH takes the session's hash and holds it while its body waits.
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let started!: () => void;
+      const reading = new Promise<void>((r) => (started = r));
+      const appending = store.append(
+        repo.name,
+        slow,
+        (async function* () {
+          yield Buffer.from(tail.subarray(0, 500_000));
+          started();
+          await gate;
+          yield Buffer.from(tail.subarray(500_000));
+        })(),
+        { length: tail.length },
+      );
+      await reading;
+      // Three other sessions leave their hashes: with room for two, older ones are evicted.
+      const others = [random(3000), random(1_200_000), random(4000)];
+      const ids: string[] = [];
+      for (const data of others) {
+        const uuid = store.start(repo.name).uuid;
+        await store.append(repo.name, uuid, Readable.from([Buffer.from(data)]), { length: data.length });
+        ids.push(uuid);
+      }
+      release();
+      assert.equal((await appending).size, head.length + tail.length);
+      const whole = Buffer.concat([head, tail]);
+      const d = await store.complete(repo.name, slow, parseDigest(sha256(whole)), repo.blobs);
+      assert.equal(d.size, whole.length);
+      // Evicted or not, every session completes with the right digest (re-read when evicted).
+      for (const [i, data] of others.entries()) {
+        const done = await store.complete(repo.name, ids[i]!, parseDigest(sha256(data)), repo.blobs);
+        assert.equal(done.size, data.length);
+      }
+      for (const data of [whole, ...others]) {
+        const path = join(root, V2, 'blobs/sha256', sha256(data).slice(7, 9), sha256(data).slice(7), 'data');
+        assert.equal(sha256(readFileSync(path)), sha256(data));
+      }
+    } finally {
       rmSync(root, { recursive: true, force: true });
     }
   });
