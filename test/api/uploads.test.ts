@@ -389,6 +389,12 @@ for (const { driver, skip, noAppendToNonEmpty } of apiDrivers()) {
   });
 }
 
+/** The registry over a filesystem root, in this process without a server (for service-level checks). */
+async function registryAt(root: string): Promise<Registry> {
+  const storage = buildConfig({ storage: { filesystem: { rootdirectory: root } } }).storage;
+  return new Registry(await createDriver(storage), { deleteEnabled: false, readOnly: false, redirectDisabled: true });
+}
+
 describe('upload sessions hold storage only once bytes arrive (filesystem)', () => {
   test('POST stores nothing; the first PATCH stores the start time the id carries; a restart keeps both kinds of session', async () => {
     const root = tempDir();
@@ -445,11 +451,7 @@ describe('upload sessions hold storage only once bytes arrive (filesystem)', () 
       await expectError(await c.fetch(loc), 404, 'BLOB_UPLOAD_UNKNOWN');
       const data = random(100);
       await expectError(await c.fetch(Client.withParam(loc, `digest=${sha256(data)}`), { method: 'PUT', body: data }), 404, 'BLOB_UPLOAD_UNKNOWN');
-      const registry = new Registry(await createDriver(buildConfig({ storage: { filesystem: { rootdirectory: root } } }).storage), {
-        deleteEnabled: false,
-        readOnly: false,
-        redirectDisabled: true,
-      });
+      const registry = await registryAt(root);
       assert.deepEqual(await registry.purgeUploads(1000, false), [{ repo: 'expire/repo', uuid }]);
       assert.deepEqual(readdirSync(join(root, V2, 'repositories/expire/repo/_uploads')), []);
     } finally {
@@ -463,11 +465,7 @@ describe('running hashes kept between requests (filesystem)', () => {
   test('evicting the oldest hashes neither disturbs a request using one nor loses the evicted sessions', async () => {
     const root = tempDir();
     try {
-      const registry = new Registry(await createDriver(buildConfig({ storage: { filesystem: { rootdirectory: root } } }).storage), {
-        deleteEnabled: false,
-        readOnly: false,
-        redirectDisabled: true,
-      });
+      const registry = await registryAt(root);
       const store = new UploadStore(registry.driver, registry.blobs, { maxAgeMs: null, hashHintsMax: 2 });
       const repo = registry.repository('hints/repo');
       const head = random(2_000_000); // above SMALL_BLOB_MAX: a hash on the worker thread
