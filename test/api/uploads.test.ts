@@ -173,14 +173,7 @@ for (const { driver, skip, noAppendToNonEmpty } of apiDrivers()) {
       const res = await c.fetch(loc, { method: 'PATCH', body, duplex: 'half' });
       assert.equal(res.status, 202, await res.text());
       assert.equal(res.headers.get('range'), '0-1499999');
-      const done = await c.fetch(Client.withParam(c.location(res), `digest=${sha256(data)}`), {
-        method: 'PUT',
-        body: data.subarray(1_500_000),
-        headers: { 'Content-Range': `1500000-${data.length - 1}` },
-      });
-      assert.equal(done.status, 201, await done.text());
-      const get = await c.fetch(`/v2/streamed/repo/blobs/${sha256(data)}`);
-      assert.equal(sha256(Buffer.from(await get.arrayBuffer())), sha256(data));
+      await finishWithTail(c, c.location(res), 'streamed/repo', data, 1_500_000);
     });
 
     test('the hashing thread stopping between PATCH and PUT: the PUT re-reads the held bytes and completes', multiRequest, async () => {
@@ -189,14 +182,7 @@ for (const { driver, skip, noAppendToNonEmpty } of apiDrivers()) {
       const p = await c.fetch(loc, { method: 'PATCH', body: data.subarray(0, 2_000_000) });
       assert.equal(p.status, 202, await p.text());
       await hashWorkers.close(); // the running hash kept for this session is gone with it
-      const done = await c.fetch(Client.withParam(c.location(p), `digest=${sha256(data)}`), {
-        method: 'PUT',
-        body: data.subarray(2_000_000),
-        headers: { 'Content-Range': `2000000-${data.length - 1}` },
-      });
-      assert.equal(done.status, 201, await done.text());
-      const get = await c.fetch(`/v2/hashing/stops/blobs/${sha256(data)}`);
-      assert.equal(sha256(Buffer.from(await get.arrayBuffer())), sha256(data));
+      await finishWithTail(c, c.location(p), 'hashing/stops', data, 2_000_000);
     });
 
     test('PUT with the wrong digest → DIGEST_INVALID; the session keeps its bytes and can finish', async () => {
@@ -387,6 +373,18 @@ for (const { driver, skip, noAppendToNonEmpty } of apiDrivers()) {
       assert.equal((await res.arrayBuffer()).byteLength, 0);
     });
   });
+}
+
+/** PUT with the bytes of `data` from `from` on as the final chunk → 201; the blob reads back whole. */
+async function finishWithTail(c: Client, location: string, repo: string, data: Buffer, from: number): Promise<void> {
+  const done = await c.fetch(Client.withParam(location, `digest=${sha256(data)}`), {
+    method: 'PUT',
+    body: data.subarray(from),
+    headers: { 'Content-Range': `${from}-${data.length - 1}` },
+  });
+  assert.equal(done.status, 201, await done.text());
+  const get = await c.fetch(`/v2/${repo}/blobs/${sha256(data)}`);
+  assert.equal(sha256(Buffer.from(await get.arrayBuffer())), sha256(data));
 }
 
 /** The registry over a filesystem root, in this process without a server (for service-level checks). */
